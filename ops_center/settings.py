@@ -1,0 +1,95 @@
+"""Configuration: every setting has a default, an environment variable and a CLI flag.
+
+Limits are named settings (body size, batch sizes, queue lengths) so that operators can
+see and change them in one place. `Settings.from_env` reads the environment; the
+command line overrides what it names.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """How one server node runs. Environment variable names are in `ENV`."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    #: Where the embedded PostgreSQL keeps its data when `database_url` is not set.
+    data_dir: Path = Path(".ops-center")
+    #: ``postgresql://`` URL of an external PostgreSQL; None starts the embedded one.
+    database_url: str | None = None
+    #: ``redis://`` URL for fan-out across nodes; None uses the in-process bus.
+    redis_url: str | None = None
+    #: Province profile file; None loads the shipped demo profile.
+    profile: Path | None = None
+
+    # Limits
+    #: Largest request body accepted by ingest, in bytes (413 above).
+    max_body_bytes: int = 8 * 1024 * 1024
+    #: Most events in one ingest request (413 above).
+    max_request_events: int = 5_000
+    #: Most events the writer puts in one transaction.
+    commit_max_events: int = 1_000
+    #: How long the writer gathers events before committing, in milliseconds.
+    commit_max_wait_ms: float = 2.0
+    #: Most requests waiting for the writer before submitters wait (backpressure).
+    commit_max_queue: int = 10_000
+    #: Aggregates kept in memory by the writer.
+    aggregate_cache_size: int = 100_000
+    #: How long a key lookup is trusted before the keys table is read again (revocation lag).
+    key_cache_seconds: float = 5.0
+    #: ``Retry-After`` sent with 503 when the event store is unavailable.
+    unavailable_retry_after: int = 5
+    #: Seconds of a key's rate a bucket may hold (burst).
+    rate_burst_seconds: float = 2.0
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with the given fields changed; None values are ignored."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Settings from environment variables (see `ENV`); unset ones keep defaults."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        types = {f.name: f.type for f in fields(cls)}
+        for name, variable in ENV.items():
+            raw = environ.get(variable)
+            if raw is None or raw == "":
+                continue
+            kind = types[name]
+            if kind in ("int",):
+                values[name] = int(raw)
+            elif kind in ("float",):
+                values[name] = float(raw)
+            elif kind in ("Path", "Path | None"):
+                values[name] = Path(raw)
+            else:
+                values[name] = raw
+        return cls(**values)
+
+
+#: Setting name -> environment variable.
+ENV: dict[str, str] = {
+    "host": "OPS_CENTER_HOST",
+    "port": "OPS_CENTER_PORT",
+    "data_dir": "OPS_CENTER_DATA_DIR",
+    "database_url": "DATABASE_URL",
+    "redis_url": "REDIS_URL",
+    "profile": "OPS_CENTER_PROFILE",
+    "max_body_bytes": "OPS_CENTER_MAX_BODY_BYTES",
+    "max_request_events": "OPS_CENTER_MAX_REQUEST_EVENTS",
+    "commit_max_events": "OPS_CENTER_COMMIT_MAX_EVENTS",
+    "commit_max_wait_ms": "OPS_CENTER_COMMIT_MAX_WAIT_MS",
+    "commit_max_queue": "OPS_CENTER_COMMIT_MAX_QUEUE",
+    "aggregate_cache_size": "OPS_CENTER_AGGREGATE_CACHE_SIZE",
+    "key_cache_seconds": "OPS_CENTER_KEY_CACHE_SECONDS",
+    "unavailable_retry_after": "OPS_CENTER_UNAVAILABLE_RETRY_AFTER",
+    "rate_burst_seconds": "OPS_CENTER_RATE_BURST_SECONDS",
+}

@@ -1,0 +1,76 @@
+"""Session fixtures shared by all tests: PostgreSQL and Redis servers.
+
+* ``database_url``: a fresh, randomly named database (``ops_test_<hex>``) created for this
+  session and dropped at its end (``WITH (FORCE)``), on the server of ``TEST_DATABASE_URL`` if
+  set, else on an embedded PostgreSQL started in a temporary folder. Tests never touch other
+  databases, even on a shared server.
+* ``redis_url``: ``TEST_REDIS_URL`` if set, else an embedded in-memory Redis, started only if
+  a test asks for it.
+* ``embedded_redis``: always an embedded Redis (an `EmbeddedRedis`), for tests that restart it.
+
+The fixtures are plain synchronous fixtures, usable from sync and async tests.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+from psycopg import conninfo, sql
+
+from ops_center.embedded import EmbeddedPostgres, EmbeddedRedis
+
+
+def _with_database(url: str, dbname: str) -> str:
+    """`url` pointing at database `dbname` (URL form kept: asyncpg only accepts URLs)."""
+    if "://" not in url:
+        return conninfo.make_conninfo(url, dbname=dbname)
+    return urlunsplit(urlsplit(url)._replace(path="/" + dbname))
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """DSN (URL) of a private database for this test session."""
+    server_url = os.environ.get("TEST_DATABASE_URL")
+    server: EmbeddedPostgres | None = None
+    if not server_url:
+        server = EmbeddedPostgres(tmp_path_factory.mktemp("embedded-postgres"))
+        server_url = server.start()
+    dbname = f"ops_test_{secrets.token_hex(6)}"
+    try:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+        try:
+            yield _with_database(server_url, dbname)
+        finally:
+            with psycopg.connect(server_url, autocommit=True) as conn:
+                conn.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                        sql.Identifier(dbname)
+                    )
+                )
+    finally:
+        if server is not None:
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """URL of a Redis server: TEST_REDIS_URL, or an embedded one started on first use."""
+    url = os.environ.get("TEST_REDIS_URL")
+    if url:
+        yield url
+        return
+    with EmbeddedRedis() as server:
+        yield server.url
+
+
+@pytest.fixture(scope="session")
+def embedded_redis() -> Iterator[EmbeddedRedis]:
+    """A running embedded Redis that tests may `restart` (same port, data lost)."""
+    with EmbeddedRedis() as server:
+        yield server

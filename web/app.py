@@ -1,0 +1,122 @@
+"""The composition root: `create_app(settings)` builds the whole server.
+
+Nothing connects at import time. Every resource is a `cleanup_ctx` entry, started in
+order and closed in reverse: the database (embedded PostgreSQL unless `database_url` is
+set), the read pool and keyring, the event store, and the group-commit writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+import asyncpg
+from aiohttp import web
+
+from ops_center.application import OpsCenter
+from ops_center.keys import SCHEMA as KEYS_SCHEMA
+from ops_center.keystore import Keyring
+from ops_center.profile import load_profile
+from ops_center.ratelimit import RateLimiter
+from ops_center.settings import Settings
+from ops_center.writer import GroupCommitWriter
+from web.appkeys import (
+    DATABASE_URL,
+    DB_POOL,
+    EVENT_STORE,
+    KEYRING,
+    PROFILE,
+    RATE_LIMITER,
+    READY,
+    SETTINGS,
+    WRITER,
+)
+from web.health import get_healthz
+from web.ingest import post_events
+from web.middleware import auth_middleware, problems_middleware
+from web.reference import get_agencies, get_units
+
+log = logging.getLogger(__name__)
+
+
+async def database(app: web.Application) -> AsyncIterator[None]:
+    """Use `database_url`, or start the embedded PostgreSQL in `data_dir`."""
+    settings = app[SETTINGS]
+    if settings.database_url is not None:
+        app[DATABASE_URL] = settings.database_url
+        yield
+        return
+    from ops_center.embedded import EmbeddedPostgres
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    server = EmbeddedPostgres(settings.data_dir)
+    log.info("starting the embedded PostgreSQL in %s", settings.data_dir)
+    app[DATABASE_URL] = await asyncio.to_thread(server.start)
+    try:
+        yield
+    finally:
+        await asyncio.to_thread(server.stop)
+
+
+async def read_pool(app: web.Application) -> AsyncIterator[None]:
+    """The asyncpg pool for keys and queries, and the keyring on top of it."""
+    pool = await asyncpg.create_pool(app[DATABASE_URL], min_size=1, max_size=10)
+    async with pool.acquire() as conn:
+        await conn.execute(KEYS_SCHEMA)
+    app[DB_POOL] = pool
+    app[KEYRING] = Keyring(pool, ttl=app[SETTINGS].key_cache_seconds)
+    try:
+        yield
+    finally:
+        await pool.close()
+
+
+async def event_store(app: web.Application) -> AsyncIterator[None]:
+    """The eventsourcing application (creates its tables on first start)."""
+    settings = app[SETTINGS]
+    store = await asyncio.to_thread(
+        OpsCenter, app[DATABASE_URL], cache_size=settings.aggregate_cache_size
+    )
+    app[EVENT_STORE] = store
+    try:
+        yield
+    finally:
+        await asyncio.to_thread(store.close)
+
+
+async def writer(app: web.Application) -> AsyncIterator[None]:
+    """The group-commit writer; on shutdown it commits what was already submitted."""
+    settings = app[SETTINGS]
+    group_writer = GroupCommitWriter(
+        app[EVENT_STORE].ingest,
+        max_batch=settings.commit_max_events,
+        max_wait=settings.commit_max_wait_ms / 1000,
+        max_queue=settings.commit_max_queue,
+    )
+    await group_writer.start()
+    app[WRITER] = group_writer
+    app[READY]["writer"] = True
+    try:
+        yield
+    finally:
+        app[READY]["writer"] = False
+        await group_writer.close()
+
+
+def create_app(settings: Settings) -> web.Application:
+    """Build the server for these settings; resources start when the app starts."""
+    app = web.Application(
+        middlewares=[problems_middleware, auth_middleware],
+        client_max_size=settings.max_body_bytes,
+    )
+    app[SETTINGS] = settings
+    app[PROFILE] = load_profile(settings.profile)
+    app[RATE_LIMITER] = RateLimiter(burst_seconds=settings.rate_burst_seconds)
+    app[READY] = {}
+    app.cleanup_ctx.extend([database, read_pool, event_store, writer])
+    app.router.add_get("/healthz", get_healthz)
+    app.router.add_post("/api/v1/events", post_events)
+    app.router.add_get("/api/v1/units", get_units)
+    app.router.add_get("/api/v1/agencies", get_agencies)
+    return app

@@ -1,0 +1,30 @@
+"""Typed keys for everything the application shares, gathered in one place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from ops_center.application import OpsCenter
+from ops_center.keys import Principal
+from ops_center.keystore import Keyring
+from ops_center.profile import Profile
+from ops_center.ratelimit import RateLimiter
+from ops_center.settings import Settings
+from ops_center.writer import GroupCommitWriter
+
+SETTINGS = web.AppKey("settings", Settings)
+PROFILE = web.AppKey("profile", Profile)
+#: The PostgreSQL URL in use (external, or the embedded server's).
+DATABASE_URL = web.AppKey("database_url", str)
+#: The asyncpg pool for reads (keys, projections, queries).
+DB_POOL = web.AppKey("db_pool", Any)
+EVENT_STORE = web.AppKey("event_store", OpsCenter)
+WRITER = web.AppKey("writer", GroupCommitWriter)
+KEYRING = web.AppKey("keyring", Keyring)
+RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
+#: Set once every resource has started; /healthz answers 200 only then.
+READY = web.AppKey("ready", dict[str, bool])
+
+PRINCIPAL = web.RequestKey("principal", Principal)
