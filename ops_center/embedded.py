@@ -191,11 +191,12 @@ class EmbeddedPostgres:
     alive and is a postgres serving this very folder (a previous owner was SIGKILLed, or
     another process uses the folder), that server is reused: `start` waits until it answers
     and returns its DSN (if a different `port` was asked for, it is restarted on that port).
-    With `port` None, a new server reuses the port of the previous start when it is free, so
-    the DSN usually survives restarts; otherwise a free port is picked.
     Otherwise the pid file is stale: `start` waits for orphaned server processes of the
     folder to exit, removes the stale pid file and starts a new server, which runs
     PostgreSQL's own crash recovery from the WAL.
+
+    Port: with `port` None, a new server takes the port of the previous start if it is free
+    (so the DSN usually survives restarts), else one picked by `free_port`.
     """
 
     def __init__(
@@ -208,6 +209,7 @@ class EmbeddedPostgres:
         self._requested_port = port
         self._log = log or _LOGGER
         self._dsn: str | None = None
+        self._reused = False
         self._system_user = SYSTEM_USER if os.geteuid() == 0 else None
 
     # -- public API --------------------------------------------------------------------------
@@ -239,9 +241,16 @@ class EmbeddedPostgres:
         with self._locked():
             self._prepare_permissions()
             self._ensure_cluster()
-            dsn = self._reuse_running() or self._start_new()
+            reused = self._reuse_running()
+            dsn = reused or self._start_new()
+        self._reused = reused is not None
         self._dsn = dsn
         return dsn
+
+    @property
+    def reused(self) -> bool:
+        """True when the last `start` found the server already running (another owner)."""
+        return self._reused
 
     def stop(self) -> None:
         """Shut down the server of this data folder (``pg_ctl stop -m fast``); idempotent.

@@ -1,0 +1,1 @@
+"""Read models and the runner that follows the event log."""

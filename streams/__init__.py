@@ -1,0 +1,1 @@
+"""Live streams: the bus (Redis across nodes, in-process alone) and the resume window."""
