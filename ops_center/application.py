@@ -21,6 +21,7 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import (
+    DataError,
     IntegrityError,
     InterfaceError,
     OperationalError,
@@ -32,7 +33,7 @@ from ops_center.catalogue import EventType
 from ops_center.cloudevents import CloudEvent
 from ops_center.decisions import aggregate_id, decide
 from ops_center.domain import Meta
-from ops_center.errors import CONFLICT, Rejection
+from ops_center.errors import CONFLICT, INVALID_ENVELOPE, Rejection
 from ops_center.store import IngestRecorder, Known, OrjsonTranscoder, Receipt, library_env
 
 log = logging.getLogger(__name__)
@@ -121,7 +122,12 @@ class OpsCenter(Application[UUID]):
         Raises `StoreUnavailable` when the database cannot be reached (nothing stored).
         """
         try:
-            return self._ingest(batch, retry_singly=True)
+            try:
+                return self._ingest(batch, retry_singly=True)
+            except DataError:
+                # Something in the batch the database refuses to hold; find it.
+                log.warning("batch of %d refused as data; retrying one by one", len(batch))
+                return [self._ingest_single(sub) for sub in batch]
         except (OperationalError, InterfaceError) as exc:
             self._cache.clear()
             raise StoreUnavailable(str(exc)) from exc
@@ -143,6 +149,7 @@ class OpsCenter(Application[UUID]):
                 planned.append(i)
 
         touched: dict[UUID, Aggregate] = {}
+        ordered: list[Any] = []
         decided: list[tuple[int, Any]] = []
         receipts: list[Receipt] = []
         for i in planned:
@@ -155,7 +162,8 @@ class OpsCenter(Application[UUID]):
                 outcomes[i] = Outcome.rejected(rejection)
                 continue
             touched[aggregate.id] = aggregate
-            new_event = aggregate.pending_events[-1]
+            (new_event,) = aggregate.collect_events()
+            ordered.append(new_event)
             decided.append((i, new_event))
             receipts.append(
                 Receipt(
@@ -169,7 +177,9 @@ class OpsCenter(Application[UUID]):
 
         if touched:
             try:
-                recordings = self.save(*touched.values(), receipts=receipts)
+                # Save the events themselves, in the order they were decided, so that
+                # positions follow the order of the requests.
+                recordings = self.save(*ordered, receipts=receipts)
             except IntegrityError:
                 for agg_id in touched:
                     self._cache.pop(agg_id, None)
@@ -201,6 +211,10 @@ class OpsCenter(Application[UUID]):
         for attempt in range(1, SINGLE_ATTEMPTS + 1):
             try:
                 return self._ingest([sub], retry_singly=False)[0]
+            except DataError as exc:
+                return Outcome.rejected(
+                    Rejection(INVALID_ENVELOPE, "", f"the store cannot hold this event: {exc}")
+                )
             except IntegrityError:
                 log.warning("event %s/%s refused by the store (attempt %d)", *sub.key, attempt)
         return Outcome.rejected(

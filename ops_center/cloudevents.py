@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
+from urllib.parse import unquote
 
 import orjson
 
@@ -58,6 +59,8 @@ def _string(attrs: Mapping[str, Any], name: str, max_length: int) -> str:
         raise Rejection(INVALID_ENVELOPE, f"/{name}", "must be a non-empty string")
     if len(value) > max_length:
         raise Rejection(INVALID_ENVELOPE, f"/{name}", f"must be at most {max_length} characters")
+    if "\x00" in value:
+        raise Rejection(INVALID_ENVELOPE, f"/{name}", "must not contain NUL characters")
     return value
 
 
@@ -82,11 +85,12 @@ def parse(raw: Any) -> CloudEvent:
     event_id = _string(raw, "id", MAX_ID)
     source = _string(raw, "source", MAX_SOURCE)
     event_type = _string(raw, "type", MAX_TYPE)
-    time = _string(raw, "time", 64)
+    sent_time = _string(raw, "time", 64)
     try:
-        f.parse_time(time)
+        f.parse_time(sent_time)
     except f.FieldError as exc:
         raise Rejection(INVALID_ENVELOPE, "/time", str(exc)) from None
+    time = f.normalise_time(sent_time)
     subject = _string(raw, "subject", 64)
     try:
         f.code(subject)
@@ -97,6 +101,9 @@ def parse(raw: Any) -> CloudEvent:
         not isinstance(content_type, str) or not _is_json_content_type(content_type)
     ):
         raise Rejection(INVALID_ENVELOPE, "/datacontenttype", "data must be application/json")
+    dataschema = raw.get("dataschema")
+    if dataschema is not None and not isinstance(dataschema, str):
+        raise Rejection(INVALID_ENVELOPE, "/dataschema", "must be a URI string")
     if "data_base64" in raw:
         raise Rejection(INVALID_ENVELOPE, "/data_base64", "data must be JSON, not base64")
     if "data" not in raw:
@@ -113,6 +120,8 @@ def parse(raw: Any) -> CloudEvent:
             )
         if not isinstance(value, str | int | bool) or value is None:
             raise Rejection(INVALID_ENVELOPE, f"/{name}", "extension values must be scalars")
+        if isinstance(value, str) and "\x00" in value:
+            raise Rejection(INVALID_ENVELOPE, f"/{name}", "must not contain NUL characters")
         extensions[name] = value
     if len(extensions) > MAX_EXTENSIONS:
         raise Rejection(INVALID_ENVELOPE, "", f"at most {MAX_EXTENSIONS} extension attributes")
@@ -125,7 +134,9 @@ def parse(raw: Any) -> CloudEvent:
         subject=subject,
         data=data,
         extensions=extensions,
-        digest=fingerprint(event_id, source, event_type, time, subject, data, extensions),
+        digest=fingerprint(
+            event_id, source, event_type, time, subject, data, extensions, dataschema
+        ),
     )
 
 
@@ -137,13 +148,33 @@ def fingerprint(
     subject: str,
     data: Any,
     extensions: Mapping[str, Any],
+    dataschema: str | None = None,
 ) -> bytes:
-    """A 16-byte digest of the event's content, independent of key order and HTTP mode."""
+    """A 16-byte digest of the event's content, independent of key order and HTTP mode.
+
+    Extension values are compared in their canonical string form (CloudEvents: an
+    integer 5 in structured mode is the header ``ce-x: 5`` in binary mode).
+    """
     canonical = orjson.dumps(
-        [event_id, source, event_type, time, subject, data, dict(extensions)],
+        [
+            event_id,
+            source,
+            event_type,
+            time,
+            subject,
+            data,
+            {name: _canonical(value) for name, value in extensions.items()},
+            dataschema,
+        ],
         option=orjson.OPT_SORT_KEYS,
     )
     return hashlib.blake2b(canonical, digest_size=16).digest()
+
+
+def _canonical(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def from_binary(headers: Mapping[str, str], data: Any) -> CloudEvent:
@@ -152,6 +183,6 @@ def from_binary(headers: Mapping[str, str], data: Any) -> CloudEvent:
     for name, value in headers.items():
         lower = name.lower()
         if lower.startswith("ce-"):
-            attrs[lower[3:]] = value
+            attrs[lower[3:]] = unquote(value)
     attrs["data"] = data
     return parse(attrs)

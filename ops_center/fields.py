@@ -16,6 +16,7 @@ Validator = Callable[[Any], Any]
 
 _CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:\-/]{0,63}")
 _PERIOD = re.compile(r"(\d{4})(?:-(0[1-9]|1[0-2])|-Q([1-4])|-H([12]))?")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _RFC3339 = re.compile(
     r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})"
 )
@@ -34,6 +35,8 @@ def text(max_length: int = 200) -> Validator:
         stripped: str = value.strip()
         if not stripped:
             raise FieldError("must not be empty")
+        if "\x00" in stripped:
+            raise FieldError("must not contain NUL characters")
         if len(stripped) > max_length:
             raise FieldError(f"must be at most {max_length} characters")
         return stripped
@@ -100,12 +103,17 @@ def number(minimum: float | None = None, maximum: float | None = None) -> Valida
     return check
 
 
+def normalise_time(value: str) -> str:
+    """RFC 3339 allows lower-case ``t`` and ``z``; Python's parser wants upper case."""
+    return value.upper()
+
+
 def parse_time(value: Any) -> datetime:
     """An RFC 3339 timestamp with an offset (``Z`` or ``+07:00``)."""
     if not isinstance(value, str) or not _RFC3339.fullmatch(value):
         raise FieldError("must be an RFC 3339 time with an offset, e.g. 2026-11-22T09:00:00+07:00")
     try:
-        parsed = datetime.fromisoformat(value)
+        parsed = datetime.fromisoformat(normalise_time(value))
     except ValueError as exc:
         raise FieldError(f"is not a valid time: {exc}") from None
     if parsed.tzinfo is None:  # pragma: no cover - the pattern requires an offset
@@ -114,21 +122,19 @@ def parse_time(value: Any) -> datetime:
 
 
 def timestamp(value: Any) -> str:
-    """An RFC 3339 timestamp with an offset, kept as the string that was sent."""
+    """An RFC 3339 timestamp with an offset, kept as sent but for upper-cased ``T``/``Z``."""
     parse_time(value)
-    return str(value)
+    return normalise_time(str(value))
 
 
 def calendar_date(value: Any) -> str:
     """A calendar date ``YYYY-MM-DD``."""
-    if not isinstance(value, str):
+    if not isinstance(value, str) or not _DATE.fullmatch(value):
         raise FieldError("must be a date YYYY-MM-DD")
     try:
         date.fromisoformat(value)
     except ValueError:
         raise FieldError("must be a date YYYY-MM-DD") from None
-    if len(value) != 10:
-        raise FieldError("must be a date YYYY-MM-DD")
     return value
 
 

@@ -69,6 +69,12 @@ class Principal:
     def can(self, permission: Permission) -> bool:
         return permission in _GRANTS[self.role]
 
+    def may_send_type(self, event_type: str) -> bool:
+        """Whether this key may ingest this event type (from some source)."""
+        if self.role == "admin":
+            return True
+        return self.can("ingest") and any(fnmatchcase(event_type, p) for p in self.scopes)
+
     def may_send(self, event_type: str, source: str) -> bool:
         """Whether this key may ingest an event of this type from this source.
 
@@ -77,9 +83,7 @@ class Principal:
         """
         if self.role == "admin":
             return True
-        if not self.can("ingest"):
-            return False
-        if not any(fnmatchcase(event_type, pattern) for pattern in self.scopes):
+        if not self.may_send_type(event_type):
             return False
         return not self.sources or any(fnmatchcase(source, p) for p in self.sources)
 

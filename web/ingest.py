@@ -131,9 +131,10 @@ def _check(
                 raise PermissionError(
                     f"key {principal.name!r} may not send {event.type!r} from {event.source!r}"
                 )
+            pointer = "/source" if principal.may_send_type(event.type) else "/type"
             raise Rejection(
                 FORBIDDEN,
-                "/type",
+                pointer,
                 f"key {principal.name!r} may not send {event.type!r} from {event.source!r}",
             )
         data = validate_data(kind, event.data, profile)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import asyncpg
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
@@ -61,7 +62,17 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if token is None:
         detail = "send a key as 'Authorization: Bearer <key>'"
         return problem(401, detail, slug="missing-key", headers=challenge)
-    principal = await request.app[KEYRING].lookup(token)
+    try:
+        principal = await request.app[KEYRING].lookup(token)
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        log.warning("key lookup failed: %s", exc)
+        retry = str(request.app[SETTINGS].unavailable_retry_after)
+        return problem(
+            503,
+            "keys cannot be checked: the database is unavailable",
+            slug="store-unavailable",
+            headers={"Retry-After": retry},
+        )
     if principal is None:
         return problem(401, "the key is unknown or revoked", slug="unknown-key", headers=challenge)
     request[PRINCIPAL] = principal

@@ -267,7 +267,7 @@ class Api:
         method: str,
         path: str,
         *,
-        key: Key | None | bool = True,
+        key: Key | bool | None = True,
         headers: Mapping[str, str] | None = None,
         data: bytes | None = None,
     ) -> Reply:
@@ -280,7 +280,7 @@ class Api:
             body = orjson.loads(raw) if raw and "json" in response.content_type else None
             return Reply(response.status, response.headers, response.content_type, body)
 
-    async def get(self, path: str, *, key: Key | None | bool = True) -> Reply:
+    async def get(self, path: str, *, key: Key | bool | None = True) -> Reply:
         return await self.request("GET", path, key=key)
 
     async def post(
@@ -288,24 +288,20 @@ class Api:
         content_type: str,
         body: bytes,
         *,
-        key: Key | None | bool = True,
+        key: Key | bool | None = True,
         headers: Mapping[str, str] | None = None,
     ) -> Reply:
         """POST `body` to /api/v1/events as `content_type`."""
         all_headers = {"Content-Type": content_type, **(headers or {})}
-        return await self.request(
-            "POST", "/api/v1/events", key=key, headers=all_headers, data=body
-        )
+        return await self.request("POST", "/api/v1/events", key=key, headers=all_headers, data=body)
 
-    async def structured(self, event: Any, *, key: Key | None | bool = True) -> Reply:
+    async def structured(self, event: Any, *, key: Key | bool | None = True) -> Reply:
         return await self.post(STRUCTURED, orjson.dumps(event), key=key)
 
-    async def batch(self, events: Sequence[Any], *, key: Key | None | bool = True) -> Reply:
+    async def batch(self, events: Sequence[Any], *, key: Key | bool | None = True) -> Reply:
         return await self.post(BATCH, orjson.dumps(list(events)), key=key)
 
-    async def binary(
-        self, event: Mapping[str, Any], *, key: Key | None | bool = True
-    ) -> Reply:
+    async def binary(self, event: Mapping[str, Any], *, key: Key | bool | None = True) -> Reply:
         """Send `event` in binary mode: ``ce-*`` headers, the data as application/json."""
         return await self.post(
             "application/json",
@@ -314,7 +310,7 @@ class Api:
             headers=binary_headers(event),
         )
 
-    async def ndjson(self, lines: Sequence[Any], *, key: Key | None | bool = True) -> Reply:
+    async def ndjson(self, lines: Sequence[Any], *, key: Key | bool | None = True) -> Reply:
         """One line per item: dicts as JSON, strings (bad lines) sent as they are."""
         body = b"\n".join(
             line.encode() if isinstance(line, str) else orjson.dumps(line) for line in lines
@@ -331,18 +327,21 @@ class Api:
         agg_id = CloudEvents.aggregate_id(event_type, code)
         return await asyncio.to_thread(store.repository.get, agg_id)
 
+    async def stored_events(self, event_type: str, code: str) -> list[Any]:
+        """The domain events stored for a subject, oldest first (read in a thread)."""
+        store = self.app[EVENT_STORE]
+        agg_id = CloudEvents.aggregate_id(event_type, code)
+        return await asyncio.to_thread(lambda: list(store.events.get(agg_id)))
+
 
 MakeKey = Callable[..., Key]
 MakeApi = Callable[..., Awaitable[Api]]
 
 
-def test_settings(database_url: str, **overrides: Any) -> Settings:
+def app_settings(database_url: str, **overrides: Any) -> Settings:
     """Settings for a test app: the test database, a short commit wait, then `overrides`."""
     base = Settings(database_url=database_url, commit_max_wait_ms=1.0)
     return dataclasses.replace(base, **overrides)
-
-
-test_settings.__test__ = False  # type: ignore[attr-defined]
 
 
 @pytest.fixture
@@ -405,7 +404,7 @@ async def make_api(database_url: str, aiohttp_client: Any, make_key: MakeKey) ->
         url = overrides.pop("database_url", database_url)
         if key is None:
             key = make_key("integration", scopes=("*",), url=url)
-        app = create_app(test_settings(url, **overrides))
+        app = create_app(app_settings(url, **overrides))
         client = await aiohttp_client(app)
         return Api(client, key)
 
