@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -32,13 +35,34 @@ def _with_database(url: str, dbname: str) -> str:
     return urlunsplit(urlsplit(url)._replace(path="/" + dbname))
 
 
+def _server_folder() -> Path:
+    """A folder for an embedded server outside pytest's temporary tree.
+
+    As root, the embedded PostgreSQL runs as its own system user, which must be able to
+    reach its data folder; pytest resets the permissions of its own tree to 0700 whenever
+    a pytest session starts, which would cut a running server off from its files.
+    """
+    return Path(tempfile.mkdtemp(prefix="ops-center-test-"))
+
+
+@pytest.fixture
+def server_dir() -> Iterator[Path]:
+    """A fresh folder for an embedded server; any server left on it is stopped afterwards."""
+    folder = _server_folder()
+    try:
+        yield folder / "data"
+    finally:
+        EmbeddedPostgres(folder / "data").stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def database_url() -> Iterator[str]:
     """DSN (URL) of a private database for this test session."""
     server_url = os.environ.get("TEST_DATABASE_URL")
     server: EmbeddedPostgres | None = None
     if not server_url:
-        server = EmbeddedPostgres(tmp_path_factory.mktemp("embedded-postgres"))
+        server = EmbeddedPostgres(_server_folder() / "data")
         server_url = server.start()
     dbname = f"ops_test_{secrets.token_hex(6)}"
     try:

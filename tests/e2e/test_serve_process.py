@@ -11,12 +11,11 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from ops_center.embedded import EmbeddedPostgres, free_port
+from ops_center.embedded import free_port
 
 OPS = [sys.executable, "-m", "ops_center.cli"]
 
@@ -70,10 +69,8 @@ def _serve(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
 
 
 @pytest.fixture
-def data_dir(tmp_path: Path) -> Iterator[Path]:
-    folder = tmp_path / "ops"
-    yield folder
-    EmbeddedPostgres(folder).stop()
+def data_dir(server_dir: Path) -> Path:
+    return server_dir
 
 
 def _camera(code: str, event_id: str) -> dict:

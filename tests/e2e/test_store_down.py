@@ -26,9 +26,9 @@ RECOVERY_SECONDS = 90
 
 
 @pytest.fixture
-def pg(tmp_path: Path) -> Iterator[EmbeddedPostgres]:
+def pg(server_dir: Path) -> Iterator[EmbeddedPostgres]:
     """An embedded PostgreSQL (not started) with an explicit port, stopped after the test."""
-    server = EmbeddedPostgres(tmp_path / "pg", port=free_port())
+    server = EmbeddedPostgres(server_dir, port=free_port())
     try:
         yield server
     finally:
