@@ -109,6 +109,13 @@ def _bench(args: argparse.Namespace) -> int:
     return run_bench(args, _settings(args))
 
 
+def _projections(args: argparse.Namespace) -> int:
+    from projections.cli import run
+
+    with database_url(_settings(args)) as url:
+        return run(args, url)
+
+
 def build_parser() -> argparse.ArgumentParser:
     env_help = ", ".join(sorted(ENV.values()))
     parser = argparse.ArgumentParser(
@@ -167,6 +174,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench_arguments(bench)
     data_dir_option(bench)
     bench.set_defaults(handler=_bench)
+
+    projections = commands.add_parser(
+        "projections", help="rebuild projections and show their position and lag"
+    )
+    from projections.cli import add_arguments as add_projection_arguments
+
+    add_projection_arguments(projections)
+    data_dir_option(projections)
+    projections.set_defaults(handler=_projections)
     return parser
 
 

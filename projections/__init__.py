@@ -1,1 +1,5 @@
-"""Read models and the runner that follows the event log."""
+"""Read models built from the event log, and the runner that keeps them up to date.
+
+`projections.registry.PROJECTIONS` names every projection; `projections.runner` follows
+the log; `web.queries` answers the leaders' queries from the tables.
+"""

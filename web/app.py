@@ -2,7 +2,8 @@
 
 Nothing connects at import time. Every resource is a `cleanup_ctx` entry, started in
 order and closed in reverse: the database (embedded PostgreSQL unless `database_url` is
-set), the read pool and keyring, the event store, and the group-commit writer.
+set), the read pool and keyring, the event store, the group-commit writer, and the
+projection runners.
 """
 
 from __future__ import annotations
@@ -21,12 +22,15 @@ from ops_center.profile import load_profile
 from ops_center.ratelimit import RateLimiter
 from ops_center.settings import Settings
 from ops_center.writer import GroupCommitWriter
+from projections.registry import create_projections
+from projections.runner import ProjectionSet
 from web.appkeys import (
     DATABASE_URL,
     DB_POOL,
     EVENT_STORE,
     KEYRING,
     PROFILE,
+    PROJECTIONS,
     RATE_LIMITER,
     READY,
     SETTINGS,
@@ -35,6 +39,8 @@ from web.appkeys import (
 from web.health import get_healthz
 from web.ingest import post_events
 from web.middleware import auth_middleware, problems_middleware
+from web.openapi import add_openapi_routes
+from web.queries import add_query_routes
 from web.reference import get_agencies, get_units
 
 log = logging.getLogger(__name__)
@@ -104,6 +110,20 @@ async def writer(app: web.Application) -> AsyncIterator[None]:
         await group_writer.close()
 
 
+async def projection_runners(app: web.Application) -> AsyncIterator[None]:
+    """The projection runners: read-model tables are created before serving; on shutdown
+    the runners are cancelled and awaited (an unfinished chunk rolls back)."""
+    runners = ProjectionSet(app[DATABASE_URL], create_projections())
+    await runners.start()
+    app[PROJECTIONS] = runners
+    app[READY]["projections"] = True
+    try:
+        yield
+    finally:
+        app[READY]["projections"] = False
+        await runners.stop()
+
+
 def create_app(settings: Settings) -> web.Application:
     """Build the server for these settings; resources start when the app starts."""
     app = web.Application(
@@ -114,9 +134,11 @@ def create_app(settings: Settings) -> web.Application:
     app[PROFILE] = load_profile(settings.profile)
     app[RATE_LIMITER] = RateLimiter(burst_seconds=settings.rate_burst_seconds)
     app[READY] = {}
-    app.cleanup_ctx.extend([database, read_pool, event_store, writer])
+    app.cleanup_ctx.extend([database, read_pool, event_store, writer, projection_runners])
     app.router.add_get("/healthz", get_healthz)
     app.router.add_post("/api/v1/events", post_events)
     app.router.add_get("/api/v1/units", get_units)
     app.router.add_get("/api/v1/agencies", get_agencies)
+    add_query_routes(app)
+    add_openapi_routes(app)
     return app

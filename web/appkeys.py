@@ -13,6 +13,7 @@ from ops_center.profile import Profile
 from ops_center.ratelimit import RateLimiter
 from ops_center.settings import Settings
 from ops_center.writer import GroupCommitWriter
+from projections.runner import ProjectionSet
 
 SETTINGS = web.AppKey("settings", Settings)
 PROFILE = web.AppKey("profile", Profile)
@@ -26,5 +27,7 @@ KEYRING = web.AppKey("keyring", Keyring)
 RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 #: Set once every resource has started; /healthz answers 200 only then.
 READY = web.AppKey("ready", dict[str, bool])
+#: The projection runners of this node (one active runner per projection across nodes).
+PROJECTIONS = web.AppKey("projections", ProjectionSet)
 
 PRINCIPAL = web.RequestKey("principal", Principal)

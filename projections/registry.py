@@ -1,0 +1,32 @@
+"""Every projection by name.
+
+Kept out of ``projections/__init__.py`` so that importing it never depends on how the
+package was installed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Final
+
+from projections.devices import DevicesProjection
+from projections.feed import FeedProjection
+from projections.kpis import KpisProjection
+from projections.runner import Projection
+from projections.services import ServicesProjection
+
+#: Every projection by name, as a factory.
+PROJECTIONS: Final[dict[str, Callable[[], Projection]]] = {
+    DevicesProjection.name: DevicesProjection,
+    ServicesProjection.name: ServicesProjection,
+    KpisProjection.name: KpisProjection,
+    FeedProjection.name: FeedProjection,
+}
+
+
+def create_projections(names: list[str] | None = None) -> list[Projection]:
+    """Fresh instances of the named projections (all when `names` is None); a projection
+    may keep per-chunk state, so every runner gets its own. Raises KeyError for an
+    unknown name."""
+    chosen = list(PROJECTIONS) if names is None else names
+    return [PROJECTIONS[name]() for name in chosen]
