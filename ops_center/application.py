@@ -18,13 +18,14 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Final, Literal
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import (
     DataError,
     IntegrityError,
     InterfaceError,
     OperationalError,
+    Recording,
     Transcoder,
 )
 from eventsourcing.utils import get_topic
@@ -101,6 +102,7 @@ class OpsCenter(Application[UUID]):
     def __init__(self, database_url: str, *, cache_size: int = 100_000) -> None:
         super().__init__(env=library_env(database_url))
         self._cache: OrderedDict[UUID, Aggregate] = OrderedDict()
+        self._absent: set[UUID] = set()
         self._cache_size = cache_size
 
     def construct_transcoder(self) -> Transcoder:
@@ -148,6 +150,7 @@ class OpsCenter(Application[UUID]):
                 seen.add(sub.key)
                 planned.append(i)
 
+        self._preload({aggregate_id(batch[i].kind, batch[i].event.subject) for i in planned})
         touched: dict[UUID, Aggregate] = {}
         ordered: list[Any] = []
         decided: list[tuple[int, Any]] = []
@@ -179,7 +182,7 @@ class OpsCenter(Application[UUID]):
             try:
                 # Save the events themselves, in the order they were decided, so that
                 # positions follow the order of the requests.
-                recordings = self.save(*ordered, receipts=receipts)
+                recordings = self._record_in_order(ordered, receipts)
             except IntegrityError:
                 for agg_id in touched:
                     self._cache.pop(agg_id, None)
@@ -225,11 +228,39 @@ class OpsCenter(Application[UUID]):
             )
         )
 
+    def _record_in_order(self, events: list[Any], receipts: list[Receipt]) -> list[Recording[UUID]]:
+        """Store already-decided events with their receipts, in the given order.
+
+        The same as `Application.save` for events, without its per-object protocol checks
+        (profiled at 8 % of the writer's time); no snapshots or notifications are in use.
+        """
+        processing = ProcessingEvent[UUID]()
+        processing.events.extend(events)
+        processing.saved_kwargs["receipts"] = receipts
+        return self._record(processing)
+
+    def _preload(self, ids: set[UUID]) -> None:
+        """Load every uncached aggregate of a batch in one query; absent ones stay absent."""
+        missing = [agg_id for agg_id in ids if agg_id not in self._cache]
+        self._absent = set(missing)
+        if not missing:
+            return
+        mapper = self.mapper
+        for agg_id, stored in self.store.select_many(missing).items():
+            aggregate: Aggregate | None = None
+            for record in stored:
+                aggregate = mapper.to_domain_event(record).mutate(aggregate)  # type: ignore[attr-defined]
+            if aggregate is not None:
+                self._absent.discard(agg_id)
+                self._remember(aggregate)
+
     def _load(self, agg_id: UUID) -> Aggregate | None:
         cached = self._cache.get(agg_id)
         if cached is not None:
             self._cache.move_to_end(agg_id)
             return cached
+        if agg_id in self._absent:
+            return None
         try:
             aggregate: Aggregate = self.repository.get(agg_id)
         except AggregateNotFoundError:

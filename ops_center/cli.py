@@ -60,7 +60,15 @@ def _serve(args: argparse.Namespace) -> int:
         "DATABASE_URL" if settings.database_url else f"embedded PostgreSQL in {settings.data_dir}"
     )
     print(f"ops-center: serving on http://{settings.host}:{settings.port} ({where})", flush=True)
-    web.run_app(app, host=settings.host, port=settings.port, print=None, shutdown_timeout=10)
+    # No per-request access log: it cost 7 % of CPU on single-event ingest (profiled).
+    web.run_app(
+        app,
+        host=settings.host,
+        port=settings.port,
+        print=None,
+        shutdown_timeout=10,
+        access_log=None,
+    )
     return 0
 
 

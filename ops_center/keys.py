@@ -16,6 +16,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from fnmatch import fnmatchcase
+from functools import lru_cache
 from typing import Final, Literal
 
 Role = Literal["integration", "viewer", "operator", "admin"]
@@ -73,7 +74,7 @@ class Principal:
         """Whether this key may ingest this event type (from some source)."""
         if self.role == "admin":
             return True
-        return self.can("ingest") and any(fnmatchcase(event_type, p) for p in self.scopes)
+        return self.can("ingest") and _matches(self.scopes, event_type)
 
     def may_send(self, event_type: str, source: str) -> bool:
         """Whether this key may ingest an event of this type from this source.
@@ -85,7 +86,12 @@ class Principal:
             return True
         if not self.may_send_type(event_type):
             return False
-        return not self.sources or any(fnmatchcase(source, p) for p in self.sources)
+        return not self.sources or _matches(self.sources, source)
+
+
+@lru_cache(maxsize=65_536)
+def _matches(patterns: tuple[str, ...], value: str) -> bool:
+    return any(fnmatchcase(value, pattern) for pattern in patterns)
 
 
 def check_name(name: str) -> str:

@@ -88,6 +88,10 @@ class IngestRecorder(PostgresApplicationRecorder):
             "SELECT * FROM unnest(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[]) "
             "RETURNING notification_id"
         ).format(schema=schema, events=Identifier(self.events_table_name))
+        self._select_many = SQL(
+            "SELECT originator_id, originator_version, topic, state FROM {schema}.{events} "
+            "WHERE originator_id = ANY(%b::uuid[]) ORDER BY originator_id, originator_version"
+        ).format(schema=schema, events=Identifier(self.events_table_name))
         self._select_receipts = SQL(
             "SELECT r.source, r.event_id, r.digest, e.notification_id "
             "FROM unnest(%b::text[], %b::text[]) AS k(source, event_id) "
@@ -130,6 +134,24 @@ class IngestRecorder(PostgresApplicationRecorder):
             curs.execute(self._insert_receipts, [list(c) for c in columns], binary=True)
         super()._insert_events(curs, stored_events, **kwargs)
 
+    def select_many(self, originator_ids: Sequence[UUID]) -> dict[UUID, list[StoredEvent]]:
+        """The stored events of several aggregates in one query, in version order."""
+        if not originator_ids:
+            return {}
+        found: dict[UUID, list[StoredEvent]] = {}
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self._select_many, [list(originator_ids)], binary=True)
+            for row in curs.fetchall():
+                found.setdefault(row["originator_id"], []).append(
+                    StoredEvent(
+                        originator_id=row["originator_id"],
+                        originator_version=row["originator_version"],
+                        topic=row["topic"],
+                        state=bytes(row["state"]),
+                    )
+                )
+        return found
+
     def find_receipts(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Known]:
         """The stored receipts among the given ``(source, id)`` keys, with their positions."""
         sources: list[str] = []
@@ -163,7 +185,10 @@ def library_env(database_url: str, *, pool_size: int = 3) -> dict[str, str]:
         "POSTGRES_PASSWORD": unquote(parts.password or ""),
         "POSTGRES_POOL_SIZE": str(pool_size),
         "POSTGRES_CONNECT_TIMEOUT": "3",
-        "POSTGRES_PRE_PING": "y",
+        # No pre-ping: it costs a round trip per checkout on the writer's hot path; a
+        # broken connection surfaces as OperationalError, which the library retries and
+        # ingest turns into 503.
+        "POSTGRES_PRE_PING": "n",
         "POSTGRES_LOCK_TIMEOUT": "10",
         "CREATE_TABLE": "y",
     }

@@ -63,7 +63,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     app = create_app(settings)
     app.router.add_get(STATS_PATH, get_writer_stats)
     print(f"bench server: serving on http://{settings.host}:{settings.port}", flush=True)
-    web.run_app(app, host=settings.host, port=settings.port, print=None, shutdown_timeout=10)
+    web.run_app(
+        app,
+        host=settings.host,
+        port=settings.port,
+        print=None,
+        shutdown_timeout=10,
+        access_log=None,
+    )
     return 0
 
 
