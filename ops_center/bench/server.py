@@ -45,10 +45,8 @@ async def get_writer_stats(request: web.Request) -> web.Response:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from aiohttp import web
-
     from ops_center.settings import Settings
-    from web.app import create_app
+    from web.app import create_app, run
 
     parser = argparse.ArgumentParser(prog="python -m ops_center.bench.server")
     parser.add_argument("--host", default="127.0.0.1")
@@ -63,14 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     app = create_app(settings)
     app.router.add_get(STATS_PATH, get_writer_stats)
     print(f"bench server: serving on http://{settings.host}:{settings.port}", flush=True)
-    web.run_app(
-        app,
-        host=settings.host,
-        port=settings.port,
-        print=None,
-        shutdown_timeout=10,
-        access_log=None,
-    )
+    run(app, settings)
     return 0
 
 
