@@ -51,9 +51,10 @@ class WriterStats:
 class GroupCommitWriter:
     """Records submissions from many coroutines in shared transactions.
 
-    Limits: `max_batch` events per transaction (a single larger request still goes in
-    one transaction of its own), `max_wait` seconds of gathering, `max_queue` requests
-    waiting (further submitters wait for room: backpressure, not unbounded memory).
+    Limits: a transaction takes whole requests while it holds fewer than `max_batch`
+    events (a request is never split, so the last one in may take it past the limit);
+    `max_wait` seconds of gathering; `max_queue` requests waiting (further submitters
+    wait for room: backpressure, not unbounded memory).
     """
 
     def __init__(
