@@ -34,7 +34,7 @@ from ops_center.catalogue import EventType
 from ops_center.cloudevents import CloudEvent
 from ops_center.decisions import aggregate_id, decide
 from ops_center.domain import Meta
-from ops_center.errors import CONFLICT, INVALID_ENVELOPE, Rejection
+from ops_center.errors import CONFLICT, INTERNAL, INVALID_ENVELOPE, Rejection
 from ops_center.store import IngestRecorder, Known, OrjsonTranscoder, Receipt, library_env
 
 log = logging.getLogger(__name__)
@@ -163,6 +163,16 @@ class OpsCenter(Application[UUID]):
                 aggregate = decide(sub.kind, current, sub.event.subject, sub.data, sub.meta)
             except Rejection as rejection:
                 outcomes[i] = Outcome.rejected(rejection)
+                continue
+            except Exception:
+                # A bug, not bad input: reject this event alone and forget the subject,
+                # whose cached state may be half-changed; it is reloaded from the store.
+                log.exception("deciding on event %s/%s failed", *sub.key)
+                self._cache.pop(agg_id, None)
+                touched.pop(agg_id, None)
+                outcomes[i] = Outcome.rejected(
+                    Rejection(INTERNAL, "", "the event could not be processed; it was logged")
+                )
                 continue
             touched[aggregate.id] = aggregate
             (new_event,) = aggregate.collect_events()
