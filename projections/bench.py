@@ -1,11 +1,15 @@
-"""Benchmarks of the projections: rebuild rate and query latency on a synthetic log.
+"""The synthetic log of the projection benchmarks, and quick measurements on an existing
+database.
 
-`fill` records a realistic mix of events with `OpsCenter.ingest` (1,000 per
+`synthetic` generates a realistic mix of CloudEvents; ``ops-center bench projections``
+(`ops_center.bench.projections`, the documented benchmark) records them in a scratch
+database and measures rebuilds and the leaders' queries against their baselines.
+
+Here, for a database at hand: `fill` records the mix with `OpsCenter.ingest` (1,000 per
 transaction, like the group-commit writer under load); `measure_rebuild` rebuilds every
 projection from position 0 and reports log events per second; `measure_queries` times
-the leaders' queries (the functions of `projections.read`, without HTTP) and reports
-p50 and p99. ``ops-center bench`` can call them; ``python -m projections.bench`` runs
-them alone against ``DATABASE_URL``.
+some leaders' queries (the functions of `projections.read`, without HTTP) and reports
+p50 and p99. ``python -m projections.bench`` runs them against ``DATABASE_URL``.
 """
 
 from __future__ import annotations
