@@ -1,4 +1,4 @@
-"""The ``ops-center`` command line: serve, keys, bench.
+"""The ``ops-center`` command line: serve, keys, bench, projections, watch.
 
 Every command that needs the database takes ``--data-dir`` (the embedded PostgreSQL's
 folder) or uses ``DATABASE_URL`` when it is set, so the same commands work against the
@@ -114,6 +114,12 @@ def _projections(args: argparse.Namespace) -> int:
         return run(args, url)
 
 
+def _watch(args: argparse.Namespace) -> int:
+    from ops_center.watch import main as watch
+
+    return watch(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     env_help = ", ".join(sorted(ENV.values()))
     parser = argparse.ArgumentParser(
@@ -181,6 +187,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_projection_arguments(projections)
     data_dir_option(projections)
     projections.set_defaults(handler=_projections)
+
+    watch = commands.add_parser(
+        "watch", help="follow a live topic in the terminal (reconnects by itself)"
+    )
+    from ops_center.watch import add_arguments as add_watch_arguments
+
+    add_watch_arguments(watch)
+    watch.set_defaults(handler=_watch)
     return parser
 
 

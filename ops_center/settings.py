@@ -48,6 +48,27 @@ class Settings:
     unavailable_retry_after: int = 5
     #: Seconds of a key's rate a bucket may hold (burst).
     rate_burst_seconds: float = 2.0
+    #: Largest message a WebSocket client may send, in bytes (the connection closes above).
+    ws_max_message_bytes: int = 64 * 1024
+    #: Seconds between pings on a WebSocket; a client that does not answer is closed.
+    ws_heartbeat_seconds: float = 30.0
+    #: Frames waiting per WebSocket connection before they are coalesced (slow clients).
+    ws_queue_frames: int = 64
+    #: Origins (``https://wall.example.vn``) allowed to open /ws besides the server's own;
+    #: ``*`` allows any. Requests without an Origin header (not browsers) are allowed.
+    ws_origins: tuple[str, ...] = ()
+    #: Changes of the devices topic kept per node for clients that resume with ``since``.
+    stream_resume_changes: int = 1_000
+    #: States kept per state topic and scope for clients that resume with ``since``.
+    stream_resume_states: int = 64
+    #: Fewest milliseconds between two publications of a topic (changes are batched).
+    stream_interval_ms: float = 20.0
+    #: Seconds between readings of the clock-dependent topics without any new event.
+    stream_refresh_seconds: float = 30.0
+    #: Seconds Redis may be unreachable before screens are told their data may be stale.
+    stream_grace_seconds: float = 2.0
+    #: Prefix of the Redis keys of the stream bus (several deployments may share a Redis).
+    redis_namespace: str = "ops-center"
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with the given fields changed; None values are ignored."""
@@ -70,6 +91,8 @@ class Settings:
                 values[name] = float(raw)
             elif kind in ("Path", "Path | None"):
                 values[name] = Path(raw)
+            elif kind == "tuple[str, ...]":
+                values[name] = tuple(part.strip() for part in raw.split(",") if part.strip())
             else:
                 values[name] = raw
         return cls(**values)
@@ -92,4 +115,14 @@ ENV: dict[str, str] = {
     "key_cache_seconds": "OPS_CENTER_KEY_CACHE_SECONDS",
     "unavailable_retry_after": "OPS_CENTER_UNAVAILABLE_RETRY_AFTER",
     "rate_burst_seconds": "OPS_CENTER_RATE_BURST_SECONDS",
+    "ws_max_message_bytes": "OPS_CENTER_WS_MAX_MESSAGE_BYTES",
+    "ws_heartbeat_seconds": "OPS_CENTER_WS_HEARTBEAT_SECONDS",
+    "ws_queue_frames": "OPS_CENTER_WS_QUEUE_FRAMES",
+    "ws_origins": "OPS_CENTER_WS_ORIGINS",
+    "stream_resume_changes": "OPS_CENTER_STREAM_RESUME_CHANGES",
+    "stream_resume_states": "OPS_CENTER_STREAM_RESUME_STATES",
+    "stream_interval_ms": "OPS_CENTER_STREAM_INTERVAL_MS",
+    "stream_refresh_seconds": "OPS_CENTER_STREAM_REFRESH_SECONDS",
+    "stream_grace_seconds": "OPS_CENTER_STREAM_GRACE_SECONDS",
+    "redis_namespace": "OPS_CENTER_REDIS_NAMESPACE",
 }

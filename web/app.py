@@ -2,8 +2,8 @@
 
 Nothing connects at import time. Every resource is a `cleanup_ctx` entry, started in
 order and closed in reverse: the database (embedded PostgreSQL unless `database_url` is
-set), the read pool and keyring, the event store, the group-commit writer, and the
-projection runners.
+set), the read pool and keyring, the event store, the group-commit writer, the
+projection runners, and the live streams (`web.ws`: bus, hub, publisher).
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from web.middleware import auth_middleware, problems_middleware
 from web.openapi import add_openapi_routes
 from web.queries import add_query_routes
 from web.reference import get_agencies, get_units
+from web.ws import add_stream_routes
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +142,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/api/v1/agencies", get_agencies)
     add_query_routes(app)
     add_openapi_routes(app)
+    add_stream_routes(app)
     return app
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from typing import Any
 
 from aiohttp import web
@@ -14,6 +16,8 @@ from ops_center.ratelimit import RateLimiter
 from ops_center.settings import Settings
 from ops_center.writer import GroupCommitWriter
 from projections.runner import ProjectionSet
+from streams.hub import Hub
+from streams.publisher import Publisher
 
 SETTINGS = web.AppKey("settings", Settings)
 PROFILE = web.AppKey("profile", Profile)
@@ -29,5 +33,12 @@ RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 READY = web.AppKey("ready", dict[str, bool])
 #: The projection runners of this node (one active runner per projection across nodes).
 PROJECTIONS = web.AppKey("projections", ProjectionSet)
+#: This node's stream hub (WebSocket subscriptions) and the publisher of changes.
+STREAM_HUB = web.AppKey("stream_hub", Hub)
+STREAM_PUBLISHER = web.AppKey("stream_publisher", Publisher)
+#: The open WebSockets and their transports, closed with 1001 (going away) on shutdown.
+WEBSOCKETS: web.AppKey[
+    weakref.WeakKeyDictionary[web.WebSocketResponse, asyncio.Transport | None]
+] = web.AppKey("websockets")
 
 PRINCIPAL = web.RequestKey("principal", Principal)

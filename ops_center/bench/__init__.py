@@ -34,6 +34,62 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     from ops_center.bench.options import add_ingest_arguments
 
     add_ingest_arguments(ingest)
+    projections = sub.add_parser(
+        "projections",
+        help="projection rebuild and leaders' query latency vs plain scan and SELECT 1",
+        description="Fill a fresh database with a synthetic log (exactly as ingest records "
+        "it), then measure the rebuild rate of all projections together and each alone beside "
+        "a plain scan of the log, and the latency of every leaders' query beside SELECT 1, "
+        "and check the performance budgets.",
+    )
+    projections.add_argument(
+        "--data-dir",
+        type=Path,
+        default=argparse.SUPPRESS,
+        help="folder of the embedded PostgreSQL (default ./.ops-center-bench); "
+        "ignored when DATABASE_URL is set",
+    )
+    _add_projections_arguments(projections)
+
+
+#: Defaults of ``bench projections`` (`ops_center.bench.projections.ProjectionsOptions`).
+PROJECTIONS_EVENTS = 1_000_000
+PROJECTIONS_ROUNDS = 200
+PROJECTIONS_SEED = 7
+
+
+def _count(text: str) -> int:
+    value = int(text.replace("_", "").replace(",", ""))
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _add_projections_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``ops-center bench projections`` (the module is imported on use)."""
+    parser.add_argument(
+        "--events",
+        type=_count,
+        default=PROJECTIONS_EVENTS,
+        metavar="N",
+        help=f"events in the log (default {PROJECTIONS_EVENTS:,}; the budget run: 10,000,000)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=_count,
+        default=PROJECTIONS_ROUNDS,
+        metavar="R",
+        help=f"timed runs of each query (default {PROJECTIONS_ROUNDS})",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=PROJECTIONS_SEED, help="seed of the synthetic log"
+    )
+    parser.add_argument(
+        "--json", type=Path, dest="json_path", metavar="PATH", help="also write results as JSON"
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="exit with status 1 when a budget is not met"
+    )
 
 
 def run_bench(args: argparse.Namespace, settings: Settings) -> int:
@@ -42,4 +98,8 @@ def run_bench(args: argparse.Namespace, settings: Settings) -> int:
         from ops_center.bench.ingest import main
 
         return main(args, settings)
+    if args.bench_command == "projections":
+        from ops_center.bench.projections import main as projections_main
+
+        return projections_main(args, settings)
     raise SystemExit(f"ops-center bench: unknown benchmark {args.bench_command!r}")

@@ -1,0 +1,173 @@
+"""What the topics show, read from the projections' tables with the queries' own code.
+
+`Source.snapshot` answers a topic's snapshot for a scope (what a new subscriber gets);
+`Source.state` the whole state of a state topic inside the caller's transaction (what the
+publisher publishes); `Source.device_changes` the devices touched by the events in a range
+of positions. Every answer is one REPEATABLE READ snapshot of the database, so its
+``position`` and its content agree.
+
+Each topic's data is the answer of a query of contract section 5, at the same position:
+
+* ``overview``: ``GET /api/v1/overview?unit=U``;
+* ``services``: ``GET /api/v1/services/stats?from=<today>&to=<tomorrow>&bucket=hour&unit=U``
+  (today in Vietnam time);
+* ``kpis``: ``GET /api/v1/kpis`` (with a unit: the indicators owned by the unit, its
+  descendants and the agencies serving them, as the overview counts them);
+* ``feed``: ``GET /api/v1/feed?unit=U`` (the latest 50 events);
+* ``devices``: ``GET /api/v1/devices?kind=camera&unit=U`` then ``kind=radio``, every page,
+  as ``{"position", "items"}`` (cameras then stations, each by code);
+* ``alarms``: ``{"position", "items": []}`` until alarms exist (issue 6).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any, Final
+from uuid import UUID
+
+from ops_center.profile import Profile
+from projections import read
+from projections.devices import DevicesProjection
+from projections.events import EVENTS_TABLE, topics_of
+from projections.runner import Connection
+from projections.timeutil import local_day, now
+from streams.topics import FEED_ITEMS
+
+Json = dict[str, Any]
+
+_DEVICE_TOPICS: Final = topics_of(DevicesProjection.events or ())
+#: No page limit: a devices snapshot holds every device of the scope.
+_ALL: Final = 2**31 - 1
+
+
+#: The KPI owners within a set of units (``web.queries.owners_within``).
+Owners = Callable[[Profile, frozenset[str]], frozenset[str]]
+
+
+class Source:
+    """Reads topic data from the database through an asyncpg pool; `owners` decides which
+    indicators a unit's scope includes, as the overview query does."""
+
+    def __init__(self, pool: Any, profile: Profile, owners: Owners) -> None:
+        self.pool = pool
+        self.profile = profile
+        self._owners = owners
+
+    def units(self, scope: str | None) -> frozenset[str] | None:
+        return None if scope is None else self.profile.descendants(scope)
+
+    def _scope(self, scope: str | None) -> read.Scope:
+        units = self.units(scope)
+        owners = None if units is None else self._owners(self.profile, units)
+        return read.Scope(units, owners)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Connection]:
+        """A pooled connection in a read-only REPEATABLE READ transaction."""
+        async with (
+            self.pool.acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            yield conn
+
+    async def positions(self, conn: Connection) -> dict[str, int]:
+        """Every projection's applied position."""
+        return await read.positions(conn)
+
+    async def snapshot(self, topic: str, scope: str | None) -> tuple[int, Json]:
+        """A topic's snapshot for a scope: ``(position, data)``."""
+        async with self.transaction() as conn:
+            if topic == "devices":
+                data = await self.devices(conn, scope)
+            elif topic == "alarms":
+                position = (await read.positions(conn)).get("alarms", 0)
+                data = {"position": position, "items": []}
+            else:
+                data = await self.state(conn, topic, scope, now())
+        return data["position"], data
+
+    async def state(self, conn: Connection, topic: str, scope: str | None, clock: datetime) -> Json:
+        """The whole state of a state topic (overview, services, kpis, feed)."""
+        if topic == "overview":
+            return await read.overview(conn, self._scope(scope), clock=clock)
+        if topic == "services":
+            start, end = local_day(clock)
+            body = await read.service_stats(
+                conn, start=start, end=end, bucket="hour", clock=clock, units=self.units(scope)
+            )
+            body["unit"] = scope
+            return body
+        if topic == "kpis":
+            return await read.kpi_list(conn, clock=clock, owners=self._scope(scope).owners)
+        if topic == "feed":
+            return await read.feed(conn, limit=FEED_ITEMS, before=None, units=self.units(scope))
+        raise ValueError(f"{topic!r} is not a state topic")
+
+    async def devices(self, conn: Connection, scope: str | None) -> Json:
+        units = self.units(scope)
+        items: list[Json] = []
+        position = 0
+        for kind in ("camera", "radio"):
+            page = await read.device_list(
+                conn, kind=kind, status=None, units=units, limit=_ALL, offset=0
+            )
+            position = page["position"]
+            items.extend(page["items"])
+        return {"position": position, "items": items}
+
+    async def device_changes(
+        self, conn: Connection, after: int, upto: int
+    ) -> tuple[list[Json], list[list[str]]]:
+        """The devices touched by the events in positions ``(after, upto]``, as the
+        devices query shows them now, and for each the units it was in since `after`."""
+        ids: list[UUID] = [
+            row[0]
+            for row in await conn.fetch(
+                f"SELECT DISTINCT originator_id FROM {EVENTS_TABLE} "
+                "WHERE notification_id > $1 AND notification_id <= $2 AND topic = ANY($3::text[])",
+                after,
+                upto,
+                _DEVICE_TOPICS,
+            )
+        ]
+        if not ids:
+            return [], []
+        rows = await conn.fetch(
+            f"SELECT {read._DEVICE_FIELDS} FROM rm_devices "
+            "WHERE originator_id = ANY($1::uuid[]) ORDER BY kind, code",
+            ids,
+        )
+        items = [read._device_json(row) for row in rows]
+        radio = [row["originator_id"] for row in rows if row["kind"] == "radio"]
+        faults, on_air = await read._radio_extras(conn, radio)
+        for item, row in zip(items, rows, strict=True):
+            if row["kind"] == "radio":
+                item["faults"] = faults[row["originator_id"]]
+                item["broadcasts_active"] = len(on_air[row["originator_id"]])
+        past = await self._past_units(conn, [row["originator_id"] for row in rows], after)
+        units = [sorted(past.get(row["originator_id"], set()) | {row["unit"]}) for row in rows]
+        return items, units
+
+    async def _past_units(
+        self, conn: Connection, ids: Sequence[UUID], after: int
+    ) -> dict[UUID, set[str]]:
+        """The units each device was in from position `after` on (from its history)."""
+        past: dict[UUID, set[str]] = {}
+        for row in await conn.fetch(
+            "SELECT DISTINCT ON (originator_id) originator_id, unit FROM rm_device_history "
+            "WHERE originator_id = ANY($1::uuid[]) AND from_position <= $2 "
+            "ORDER BY originator_id, from_position DESC",
+            ids,
+            after,
+        ):
+            past.setdefault(row[0], set()).add(row[1])
+        for row in await conn.fetch(
+            "SELECT originator_id, unit FROM rm_device_history "
+            "WHERE originator_id = ANY($1::uuid[]) AND from_position > $2",
+            ids,
+            after,
+        ):
+            past.setdefault(row[0], set()).add(row[1])
+        return past
