@@ -19,6 +19,7 @@ import orjson
 from eventsourcing.utils import get_topic
 
 from ops_center.domain import Camera, Dossier, Indicator, RadioStation
+from ops_center.domain.alarm import Alarm
 
 #: The events table the library writes (application name ``Ops``); also the NOTIFY channel.
 EVENTS_TABLE: Final = "ops_events"
@@ -28,6 +29,7 @@ _AGGREGATES: Final = {
     "RadioStation": RadioStation,
     "Dossier": Dossier,
     "Indicator": Indicator,
+    "Alarm": Alarm,
 }
 
 #: Short event name -> the CloudEvent type that produces it (for the feed).

@@ -35,13 +35,13 @@ from uuid import UUID
 import orjson
 
 from ops_center.domain import subject_id
-from projections import services
+from projections import alarms_read, services
 from projections.events import EVENTS_TABLE
 from projections.kpis import Status, kpi_status
 from projections.runner import POSITIONS_TABLE, Connection
 from projections.timeutil import Bucket, buckets, iso, local_date, local_day, period_key
 
-OVERVIEW_PROJECTIONS: Final = ("devices", "services", "kpis")
+OVERVIEW_PROJECTIONS: Final = ("devices", "services", "kpis", "alarms")
 CAMERA_STATUSES: Final = ("online", "offline", "degraded")
 RADIO_STATUSES: Final = ("online", "offline")
 DUE_SOON: Final = timedelta(hours=24)
@@ -161,7 +161,11 @@ async def overview(
         "broadcasts": broadcasts,
         "services": services,
         "kpis": {"on_track": on_track, "off_track": off_track},
-        "alarms": {"active": 0},
+        "alarms": {
+            "active": await alarms_read.active_count(
+                conn, scope.units, position if historic else None
+            )
+        },
     }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final
 
+from projections.alarms import AlarmsProjection
 from projections.devices import DevicesProjection
 from projections.feed import FeedProjection
 from projections.kpis import KpisProjection
@@ -21,6 +22,7 @@ PROJECTIONS: Final[dict[str, Callable[[], Projection]]] = {
     ServicesProjection.name: ServicesProjection,
     KpisProjection.name: KpisProjection,
     FeedProjection.name: FeedProjection,
+    AlarmsProjection.name: AlarmsProjection,
 }
 
 

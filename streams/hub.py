@@ -4,7 +4,7 @@ A `Session` is one WebSocket connection: its subscriptions (one per topic) and i
 bounded `Outbox`. The hub never waits for a connection: it puts frames in outboxes, and
 each connection's writer sends them at the client's pace.
 
-State topics (`overview`, `services`, `kpis`, `feed`), per scope: the hub keeps the
+State topics (`overview`, `services`, `kpis`, `feed`, `alarms`), per scope: the hub keeps the
 latest state and a short history of states by position. A change carries a whole state:
 the hub computes the delta from its previous state once, serialises it once, and sends it
 to every subscriber at that previous position (any other subscriber gets the new state as
@@ -12,7 +12,7 @@ a snapshot). A new subscriber gets the state in memory as its snapshot (the firs
 scope is read from the database). The same state at the same position with other content
 (the clock moved: "today", overdue dossiers) is sent as a fresh snapshot.
 
-Items topics (`devices`, `alarms`): a change carries the items that changed in positions
+Items topics (`devices`): a change carries the items that changed in positions
 ``(base, position]``, province-wide. The hub keeps the recent changes (the resume window),
 filters each change once per unit scope, and checks for every subscriber that the change
 starts at or before the position it has; otherwise it has missed something and gets a

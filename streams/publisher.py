@@ -5,7 +5,7 @@ for the runners this node runs actively (one node per projection holds its advis
 so each change is published once across nodes. One task per topic, so that a slow topic
 never delays another:
 
-* a state topic (overview, services, kpis, feed) is read whole for every scope that
+* a state topic (overview, services, kpis, feed, alarms) is read whole for every scope that
   screens watch (declared on the bus by the hubs), in one REPEATABLE READ transaction, and
   published when its content changed. It is also read every `refresh` seconds without
   commits, since "today" and "overdue" move with the clock;
@@ -133,7 +133,7 @@ class TopicPublisher:
         owner = self.owner
         name = self.topic.name
         if name != "devices":
-            return  # alarms: nothing publishes them yet (issue 6)
+            return  # the only items topic
         base = await owner.bus.last_position(name)
         if base is None:
             base = owner.origins.get(name)

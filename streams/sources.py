@@ -16,7 +16,8 @@ Each topic's data is the answer of a query of contract section 5, at the same po
 * ``feed``: ``GET /api/v1/feed?unit=U`` (the latest 50 events);
 * ``devices``: ``GET /api/v1/devices?kind=camera&unit=U`` then ``kind=radio``, every page,
   as ``{"position", "items"}`` (cameras then stations, each by code);
-* ``alarms``: ``{"position", "items": []}`` until alarms exist (issue 6).
+* ``alarms``: ``GET /api/v1/alarms?state=open&unit=U``, every page, as ``{"position",
+  "items"}`` (open alarms: active and acknowledged, newest first).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any, Final
 from uuid import UUID
 
 from ops_center.profile import Profile
-from projections import read
+from projections import alarms_read, read
 from projections.devices import DevicesProjection
 from projections.events import EVENTS_TABLE, topics_of
 from projections.runner import Connection
@@ -81,15 +82,12 @@ class Source:
         async with self.transaction() as conn:
             if topic == "devices":
                 data = await self.devices(conn, scope)
-            elif topic == "alarms":
-                position = (await read.positions(conn)).get("alarms", 0)
-                data = {"position": position, "items": []}
             else:
                 data = await self.state(conn, topic, scope, now())
         return data["position"], data
 
     async def state(self, conn: Connection, topic: str, scope: str | None, clock: datetime) -> Json:
-        """The whole state of a state topic (overview, services, kpis, feed)."""
+        """The whole state of a state topic (overview, services, kpis, feed, alarms)."""
         if topic == "overview":
             return await read.overview(conn, self._scope(scope), clock=clock)
         if topic == "services":
@@ -103,6 +101,8 @@ class Source:
             return await read.kpi_list(conn, clock=clock, owners=self._scope(scope).owners)
         if topic == "feed":
             return await read.feed(conn, limit=FEED_ITEMS, before=None, units=self.units(scope))
+        if topic == "alarms":
+            return await alarms_read.open_alarms(conn, self.units(scope))
         raise ValueError(f"{topic!r} is not a state topic")
 
     async def devices(self, conn: Connection, scope: str | None) -> Json:

@@ -13,7 +13,8 @@ applies to the state in one of two ways, by topic:
   indicator by ``code``, a feed event by ``position``, an alarm by ``id``). The delta's
   ``items`` replace or add items with the same key, its ``removed`` lists the keys (as
   objects of the key fields) of items that leave the state, and the list is kept in the
-  topic's order. Other top-level keys of the delta replace the state's.
+  topic's order (by the key; alarms newest first: ``raised_at``, then ``id``,
+  descending). Other top-level keys of the delta replace the state's.
 
 `apply` implements these rules; `merge` combines two consecutive deltas into one (how a
 slow client's queue coalesces); `diff` computes the delta between two states.
@@ -45,20 +46,28 @@ class Topic:
     projections: tuple[str, ...]
     key_fields: tuple[str, ...] = ()
     descending: bool = False
+    #: Fields the items are sorted by, when not the key's (the key breaks ties).
+    order_fields: tuple[str, ...] = ()
 
     def key(self, item: Mapping[str, Any]) -> Key:
         return tuple(item[field] for field in self.key_fields)
+
+    def order(self, item: Mapping[str, Any]) -> Key:
+        return tuple(item[field] for field in self.order_fields) + self.key(item)
 
     def key_json(self, key: Key) -> Json:
         return dict(zip(self.key_fields, key, strict=True))
 
 
-OVERVIEW: Final = Topic("overview", "state", "merge", ("devices", "services", "kpis"))
+OVERVIEW: Final = Topic("overview", "state", "merge", ("devices", "services", "kpis", "alarms"))
 SERVICES: Final = Topic("services", "state", "merge", ("services",))
 KPIS: Final = Topic("kpis", "state", "items", ("kpis",), ("code",))
 FEED: Final = Topic("feed", "state", "items", ("feed",), ("position",), descending=True)
 DEVICES: Final = Topic("devices", "items", "items", ("devices",), ("kind", "code"))
-ALARMS: Final = Topic("alarms", "items", "items", ("alarms",), ("id",))
+#: Open alarms (active and acknowledged), newest first; a resolved alarm is removed.
+ALARMS: Final = Topic(
+    "alarms", "state", "items", ("alarms",), ("id",), descending=True, order_fields=("raised_at",)
+)
 
 #: Every topic by name (contract section 6).
 TOPICS: Final[dict[str, Topic]] = {
@@ -103,7 +112,7 @@ def _merge_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> Json:
 
 
 def _sort(topic: Topic, items: list[Json]) -> list[Json]:
-    items.sort(key=topic.key, reverse=topic.descending)
+    items.sort(key=topic.order, reverse=topic.descending)
     return items
 
 

@@ -185,7 +185,12 @@ async def test_devices_and_alarms_snapshots(make_api, viewer_key, ce):
     await client.subscribe("alarms")
     await client.until(lambda s: {"devices", "alarms"} <= set(s.states))
     assert client.screen.states["devices"] == await devices_answer(api, viewer_key, ce.UNIT)
-    assert client.screen.states["alarms"]["items"] == []
+    # other tests' servers may have raised alarms in this shared database: the snapshot
+    # is whatever the alarms query answers for open alarms
+    alarms = client.screen.states["alarms"]
+    answer = (await api.get("/api/v1/alarms?state=open&limit=1000", key=viewer_key)).body
+    assert alarms["items"] == answer["items"]
+    assert {a["state"] for a in alarms["items"]} <= {"active", "acknowledged"}
 
 
 async def test_deltas_have_strictly_increasing_positions_and_equal_the_queries(

@@ -261,7 +261,10 @@ async def test_a_runner_failing_mid_chunk_retries_without_double_counting(
         finally:
             for runner in runners:
                 await runner.stop()
-    assert [r.errors for r in runners] == [1] * len(runners)
+    # every projection that had events to apply failed once (alarms has none here)
+    failed = [r for r in runners if r.projection.calls]
+    assert len(failed) == len(runners) - 1
+    assert [r.errors for r in failed] == [1] * len(failed)
     assert "killed between apply and commit" in caplog.text
     assert await dump(conn, create_projections()) == expected
 
@@ -422,7 +425,7 @@ async def test_overview_is_one_consistent_position_when_projections_differ(
     """While one projection is ahead, the overview answers at the smallest position."""
     from projections import read
 
-    projections = create_projections(["devices", "services", "kpis"])
+    projections = create_projections(["devices", "services", "kpis", "alarms"])
     await ensure_schema(conn, projections)
     world = known_world(datetime.now(TZ))
     for batch in world[:4]:

@@ -1,0 +1,213 @@
+"""Reading the alarms read model: the answers of ``GET /api/v1/alarms`` and
+``GET /api/v1/alarms/{id}``, and the overview's count.
+
+Like `projections.read`, every function takes a connection inside a REPEATABLE READ
+transaction. Lists are newest first (``raised_at`` descending, then ``id`` descending):
+the order of the ``alarms`` live topic (`streams.topics.ALARMS`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any, Final
+from uuid import UUID
+
+import orjson
+
+from projections.runner import POSITIONS_TABLE
+from projections.timeutil import iso
+
+#: ``state`` filter values: one state, or ``open`` (active or acknowledged).
+STATE_FILTERS: Final = ("active", "acknowledged", "resolved", "open")
+
+
+class _Query:
+    """A WHERE clause and its arguments ($n placeholders only)."""
+
+    def __init__(self) -> None:
+        self.args: list[Any] = []
+        self.conditions: list[str] = []
+
+    def arg(self, value: Any) -> str:
+        self.args.append(value)
+        return f"${len(self.args)}"
+
+    def where(self, condition: str) -> None:
+        self.conditions.append(condition)
+
+    def clause(self) -> str:
+        return f"WHERE {' AND '.join(self.conditions)}" if self.conditions else ""
+
+
+async def _position(conn: Any) -> int:
+    position: int | None = await conn.fetchval(
+        f"SELECT position FROM {POSITIONS_TABLE} WHERE name = 'alarms'"
+    )
+    return position or 0
+
+
+_FIELDS: Final = (
+    "id, cause, subject_kind, subject, occurrence, unit, severity, summary, detail::text, "
+    "state, repeats, raised_at, updated_at, acknowledged_at, acknowledged_by, "
+    "acknowledged_note, resolved_at, resolved_by, resolved_note, resolved_automatically"
+)
+
+
+def _json(row: Any) -> dict[str, Any]:
+    acknowledged = None
+    if row["acknowledged_at"] is not None:
+        acknowledged = {
+            "at": iso(row["acknowledged_at"]),
+            "by": row["acknowledged_by"],
+            "note": row["acknowledged_note"],
+        }
+    resolved = None
+    if row["resolved_at"] is not None:
+        resolved = {
+            "at": iso(row["resolved_at"]),
+            "by": row["resolved_by"],
+            "note": row["resolved_note"],
+            "automatic": bool(row["resolved_automatically"]),
+        }
+    return {
+        "id": str(row["id"]),
+        "cause": row["cause"],
+        "subject_kind": row["subject_kind"],
+        "subject": row["subject"],
+        "occurrence": row["occurrence"],
+        "unit": row["unit"],
+        "severity": row["severity"],
+        "state": row["state"],
+        "summary": row["summary"],
+        "detail": orjson.loads(row["detail"]),
+        "raised_at": iso(row["raised_at"]),
+        "updated_at": iso(row["updated_at"]),
+        "repeats": row["repeats"],
+        "acknowledged": acknowledged,
+        "resolved": resolved,
+    }
+
+
+def _filters(
+    query: _Query,
+    state: str | None,
+    units: Collection[str] | None,
+    severity: str | None,
+    cause: str | None,
+) -> None:
+    if state == "open":
+        query.where("state <> 'resolved'")
+    elif state is not None:
+        query.where(f"state = {query.arg(state)}")
+    if units is not None:
+        query.where(f"unit = ANY({query.arg(list(units))}::text[])")
+    if severity is not None:
+        query.where(f"severity = {query.arg(severity)}")
+    if cause is not None:
+        query.where(f"cause = {query.arg(cause)}")
+
+
+async def alarm_list(
+    conn: Any,
+    *,
+    state: str | None = None,
+    units: Collection[str] | None = None,
+    severity: str | None = None,
+    cause: str | None = None,
+    limit: int,
+    offset: int = 0,
+) -> dict[str, Any]:
+    """``GET /api/v1/alarms``: alarms newest first, a page at a time."""
+    position = await _position(conn)
+    query = _Query()
+    _filters(query, state, units, severity, cause)
+    total = await conn.fetchval(f"SELECT count(*) FROM rm_alarms {query.clause()}", *query.args)
+    rows = await conn.fetch(
+        f"SELECT {_FIELDS} FROM rm_alarms {query.clause()} ORDER BY raised_at DESC, id DESC "
+        f"LIMIT {query.arg(limit)} OFFSET {query.arg(offset)}",
+        *query.args,
+    )
+    return {
+        "position": position,
+        "total": total,
+        "limit": limit,
+        "offset": offset,
+        "items": [_json(row) for row in rows],
+    }
+
+
+async def open_alarms(conn: Any, units: Collection[str] | None) -> dict[str, Any]:
+    """Every open alarm (active or acknowledged) of the scope, as ``{"position",
+    "items"}``: the ``alarms`` topic's state."""
+    page = await alarm_list(conn, state="open", units=units, limit=2**31 - 1)
+    return {"position": page["position"], "items": page["items"]}
+
+
+async def alarm_detail(conn: Any, alarm: UUID) -> dict[str, Any] | None:
+    """``GET /api/v1/alarms/{id}``: the alarm, its full history (every event, oldest
+    first) and every occurrence of the same cause on the same subject (its active
+    periods); None when unknown."""
+    position = await _position(conn)
+    row = await conn.fetchrow(f"SELECT {_FIELDS} FROM rm_alarms WHERE id = $1", alarm)
+    if row is None:
+        return None
+    history = await conn.fetch(
+        "SELECT position, event, at, recorded_at, by, note, state, severity, summary, "
+        "detail::text FROM rm_alarm_history WHERE id = $1 ORDER BY position",
+        alarm,
+    )
+    occurrences = await conn.fetch(
+        "SELECT id, occurrence, state, raised_at, resolved_at FROM rm_alarms "
+        "WHERE cause = $1 AND subject_kind = $2 AND subject = $3 ORDER BY occurrence",
+        row["cause"],
+        row["subject_kind"],
+        row["subject"],
+    )
+    return {
+        "position": position,
+        **_json(row),
+        "history": [
+            {
+                "position": h["position"],
+                "event": h["event"],
+                "at": iso(h["at"]),
+                "recorded_at": iso(h["recorded_at"]),
+                "by": h["by"],
+                "note": h["note"],
+                "state": h["state"],
+                "severity": h["severity"],
+                "summary": h["summary"],
+                "detail": orjson.loads(h["detail"]),
+            }
+            for h in history
+        ],
+        "occurrences": [
+            {
+                "id": str(o["id"]),
+                "occurrence": o["occurrence"],
+                "state": o["state"],
+                "raised_at": iso(o["raised_at"]),
+                "resolved_at": iso(o["resolved_at"]),
+            }
+            for o in occurrences
+        ],
+    }
+
+
+async def active_count(conn: Any, units: Collection[str] | None, position: int | None) -> int:
+    """Alarms in state ``active`` (raised, not yet acknowledged nor resolved): now, or at
+    a log position (history by the positions of each change)."""
+    query = _Query()
+    if position is None:
+        query.where("state = 'active'")
+    else:
+        p = query.arg(position)
+        query.where(f"raised_position <= {p}")
+        query.where(f"(acknowledged_position IS NULL OR acknowledged_position > {p})")
+        query.where(f"(resolved_position IS NULL OR resolved_position > {p})")
+    if units is not None:
+        query.where(f"unit = ANY({query.arg(list(units))}::text[])")
+    count: int = await conn.fetchval(
+        f"SELECT count(*) FROM rm_alarms {query.clause()}", *query.args
+    )
+    return count

@@ -1,0 +1,303 @@
+"""Alarms end to end (contract section 4): rules raising from ingested events and from the
+clock alone, the operators' actions by role, the queries, the overview's count and the
+``alarms`` live topic, on the real app with its rules running.
+
+The module has a database of its own (the rules follow the whole log); every test uses
+fresh subject codes. Grace periods are zero and the clock ticks every 0.1 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+from uuid import uuid4
+
+import aiohttp
+import orjson
+import psycopg
+import pytest
+from psycopg import sql
+
+from streams.client import Screen
+
+PROBLEM = "application/problem+json"
+TIMEOUT = 10.0
+
+
+@pytest.fixture(scope="module")
+def alarms_url(postgres_server: str) -> Iterator[str]:
+    parts = urlsplit(postgres_server)
+    name = f"ops_e2e_alarms_{secrets.token_hex(6)}"
+    admin = urlunsplit(parts._replace(path="/postgres"))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield urlunsplit(parts._replace(path="/" + name))
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+@pytest.fixture
+def keys(alarms_url: str, make_key: Any) -> dict[str, Any]:
+    return {
+        role: make_key(role, url=alarms_url)
+        for role in ("integration", "viewer", "operator", "admin")
+    }
+
+
+@pytest.fixture
+async def api(alarms_url: str, make_api: Any, keys: dict[str, Any]) -> Any:
+    return await make_api(
+        key=keys["integration"],
+        database_url=alarms_url,
+        alarm_rules=True,
+        alarm_offline_grace_seconds=0.0,
+        alarm_tick_seconds=0.1,
+    )
+
+
+async def find(api: Any, key: Any, subject: str, state: str | None = None) -> dict[str, Any]:
+    """The latest alarm of `subject` (in `state`), waiting for it to show."""
+    async with asyncio.timeout(TIMEOUT):
+        while True:
+            reply = await api.get("/api/v1/alarms?limit=1000", key=key)
+            assert reply.status == 200, reply.body
+            for item in reply.body["items"]:
+                if item["subject"] == subject and state in (None, item["state"]):
+                    return item
+            await asyncio.sleep(0.05)
+
+
+async def detail(api: Any, key: Any, alarm: str, events: int) -> dict[str, Any]:
+    """The alarm's detail once its history has `events` events."""
+    async with asyncio.timeout(TIMEOUT):
+        while True:
+            reply = await api.get(f"/api/v1/alarms/{alarm}", key=key)
+            assert reply.status == 200, reply.body
+            if len(reply.body["history"]) >= events:
+                return reply.body  # type: ignore[no-any-return]
+            await asyncio.sleep(0.05)
+
+
+async def act(api: Any, key: Any, alarm: str, action: str, body: Any = None) -> Any:
+    data = None if body is None else body if isinstance(body, bytes) else orjson.dumps(body)
+    return await api.request(
+        "POST",
+        f"/api/v1/alarms/{alarm}/{action}",
+        key=key,
+        headers={"Content-Type": "application/json"},
+        data=data,
+    )
+
+
+def assert_problem(reply: Any, status: int, name: str | None = None) -> None:
+    assert reply.status == status, (reply.status, reply.body)
+    assert reply.content_type == PROBLEM
+    assert reply.body["status"] == status
+    assert reply.body["detail"]
+    if name is not None:
+        assert reply.body["invalid_params"][0]["name"] == name, reply.body
+
+
+def faulty_station(ce: Any) -> tuple[str, list[dict[str, Any]]]:
+    code = ce.code("radio.station.registered")
+    return code, [
+        ce.event("radio.station.registered", code, time=ce.at(-60)),
+        ce.event("radio.cluster.fault", code, cluster=2, fault="network"),
+    ]
+
+
+async def test_alarm_actions_by_role_and_history(api: Any, keys: dict[str, Any], ce: Any) -> None:
+    code, events = faulty_station(ce)
+    await api.ingest(*events)
+    alarm = await find(api, keys["viewer"], code)
+    assert (alarm["cause"], alarm["state"], alarm["severity"], alarm["unit"]) == (
+        "cluster_fault",
+        "active",
+        "warning",
+        ce.UNIT,
+    )
+    assert alarm["detail"] == {"clusters": [{"cluster": 2, "fault": "network"}]}
+    alarm_id = alarm["id"]
+
+    assert_problem(await act(api, keys["viewer"], alarm_id, "ack"), 403)
+    assert_problem(await act(api, keys["integration"], alarm_id, "ack"), 403)
+    assert_problem(await act(api, keys["viewer"], alarm_id, "resolve"), 403)
+    assert_problem(await act(api, None, alarm_id, "ack"), 401)
+    assert_problem(await act(api, keys["operator"], str(uuid4()), "ack"), 404)
+    assert_problem(await act(api, keys["operator"], "not-an-id", "resolve"), 404)
+    assert_problem(await act(api, keys["operator"], alarm_id, "ack", {"note": 5}), 400, "note")
+    assert_problem(await act(api, keys["operator"], alarm_id, "ack", [1]), 400, "body")
+    assert_problem(await act(api, keys["operator"], alarm_id, "ack", b"{"), 400, "body")
+    assert_problem(await act(api, keys["operator"], alarm_id, "ack", {"nope": 1}), 400, "nope")
+
+    acked = await act(api, keys["operator"], alarm_id, "ack", {"note": "đội kỹ thuật đang tới"})
+    assert acked.status == 200, acked.body
+    assert (acked.body["state"], acked.body["by"]) == ("acknowledged", keys["operator"].name)
+    assert acked.body["position"] > 0
+    again = await act(api, keys["admin"], alarm_id, "ack")
+    assert_problem(again, 409)
+    assert again.body["state"] == "acknowledged"
+
+    resolved = await act(api, keys["admin"], alarm_id, "resolve")
+    assert resolved.status == 200, resolved.body
+    assert resolved.body["state"] == "resolved"
+    twice = await act(api, keys["operator"], alarm_id, "resolve", {"note": "again"})
+    assert_problem(twice, 409)
+    assert twice.body["type"] == "urn:ops-center:problem:alarm-state"
+    assert "already resolved" in twice.body["detail"]
+
+    body = await detail(api, keys["viewer"], alarm_id, 3)
+    assert [(h["event"], h["by"], h["note"], h["state"]) for h in body["history"]] == [
+        ("raised", None, None, "active"),
+        ("acknowledged", keys["operator"].name, "đội kỹ thuật đang tới", "acknowledged"),
+        ("resolved", keys["admin"].name, None, "resolved"),
+    ]
+    assert body["acknowledged"]["by"] == keys["operator"].name
+    assert body["resolved"] == {
+        "at": body["history"][2]["at"],
+        "by": keys["admin"].name,
+        "note": None,
+        "automatic": False,
+    }
+    assert [o["id"] for o in body["occurrences"]] == [alarm_id]
+    assert body["position"] >= resolved.body["position"]
+
+
+async def test_operator_resolves_and_the_rules_resolve_by_themselves(
+    api: Any, keys: dict[str, Any], ce: Any
+) -> None:
+    code = ce.code("camera.registered")
+    await api.ingest(
+        ce.event("camera.registered", code, time=ce.at(-60)),
+        ce.event("camera.status", code, status="offline"),
+    )
+    alarm = await find(api, keys["viewer"], code, "active")
+    assert (alarm["cause"], alarm["summary"]) == (
+        "device_offline",
+        f"Camera {code} (Camera ngã tư Trần Phú) is offline",
+    )
+    reply = await act(api, keys["operator"], alarm["id"], "resolve", {"note": "đã kiểm tra"})
+    assert reply.status == 200, reply.body
+    await api.ingest(ce.event("camera.status", code, status="online", time=ce.at(1)))
+    await api.ingest(ce.event("camera.status", code, status="offline", time=ce.at(2)))
+    second = await find(api, keys["viewer"], code, "active")
+    assert second["id"] != alarm["id"]
+    assert second["occurrence"] == 2
+    await api.ingest(ce.event("camera.status", code, status="online", time=ce.at(3)))
+    cleared = await find(api, keys["viewer"], code, "resolved")
+    if cleared["id"] != second["id"]:  # the list is newest first: wait for the second
+        cleared = await detail(api, keys["viewer"], second["id"], 2)
+    assert cleared["resolved"]["by"] == "rules"
+    assert cleared["resolved"]["automatic"] is True
+
+
+async def test_dossier_overdue_is_raised_by_the_clock_alone(
+    api: Any, keys: dict[str, Any], ce: Any
+) -> None:
+    code = ce.code("dossier.received")
+    due = datetime.now(UTC) + timedelta(seconds=1.5)
+    await api.ingest(ce.event("dossier.received", code, time=ce.at(-60), due_at=due.isoformat()))
+    await asyncio.sleep(0.5)
+    listed = (await api.get("/api/v1/alarms?limit=1000", key=keys["viewer"])).body["items"]
+    assert all(item["subject"] != code for item in listed)  # not yet due
+    alarm = await find(api, keys["viewer"], code)  # no event sent since
+    assert (alarm["cause"], alarm["state"]) == ("dossier_overdue", "active")
+    await api.ingest(ce.event("dossier.completed", code, time=datetime.now(UTC).isoformat()))
+    resolved = await find(api, keys["viewer"], code, "resolved")
+    assert resolved["resolved"]["automatic"] is True
+
+
+async def test_filters_overview_count_and_bad_parameters(
+    api: Any, keys: dict[str, Any], ce: Any
+) -> None:
+    viewer = keys["viewer"]
+    code, events = faulty_station(ce)
+    sos = ce.code("radio.station.registered")
+    events += [
+        ce.event("radio.station.registered", sos, time=ce.at(-60), unit=ce.DISTRICT),
+        ce.event("radio.broadcast.started", sos, broadcast_id="sos-1", kind="emergency"),
+    ]
+    await api.ingest(*events)
+    await find(api, viewer, code)
+    emergency = await find(api, viewer, sos)
+    assert emergency["severity"] == "critical"
+    critical = (await api.get("/api/v1/alarms?severity=critical&state=active", key=viewer)).body
+    assert emergency["id"] in {i["id"] for i in critical["items"]}
+    assert all(i["severity"] == "critical" for i in critical["items"])
+    in_unit = (await api.get(f"/api/v1/alarms?unit={quote(ce.UNIT)}", key=viewer)).body
+    assert {i["unit"] for i in in_unit["items"]} == {ce.UNIT}
+    assert emergency["id"] not in {i["id"] for i in in_unit["items"]}
+    page = (await api.get("/api/v1/alarms?limit=1&offset=1", key=viewer)).body
+    assert (page["limit"], page["offset"], len(page["items"])) == (1, 1, 1)
+    assert page["total"] >= 2
+
+    async with asyncio.timeout(TIMEOUT):
+        while True:
+            active = (await api.get("/api/v1/alarms?state=active", key=viewer)).body
+            overview = (await api.get("/api/v1/overview", key=viewer)).body
+            if overview["position"] == active["position"]:
+                break
+            await asyncio.sleep(0.05)
+    assert overview["alarms"]["active"] == active["total"] >= 2
+
+    for path, name in [
+        ("/api/v1/alarms?state=sleeping", "state"),
+        ("/api/v1/alarms?severity=major", "severity"),
+        ("/api/v1/alarms?unit=NOWHERE", "unit"),
+        ("/api/v1/alarms?cause=boredom", "cause"),
+        ("/api/v1/alarms?limit=0", "limit"),
+    ]:
+        assert_problem(await api.get(path, key=viewer), 400, name)
+    assert_problem(await api.get("/api/v1/alarms", key=keys["integration"]), 403)
+    assert_problem(await api.get(f"/api/v1/alarms/{uuid4()}", key=viewer), 404)
+
+
+async def test_alarms_topic_snapshot_then_deltas_equal_the_query(
+    api: Any, keys: dict[str, Any], ce: Any
+) -> None:
+    viewer = keys["viewer"]
+    code, events = faulty_station(ce)
+    await api.ingest(*events)
+    first = await find(api, viewer, code)
+    ws = await api.client.ws_connect("/ws", headers=viewer.headers)
+    screen = Screen()
+
+    async def until(done: Any) -> dict[str, Any]:
+        async with asyncio.timeout(TIMEOUT):
+            while not done(screen.states.get("alarms")):
+                message = await ws.receive()
+                assert message.type == aiohttp.WSMsgType.TEXT, message
+                screen.handle(orjson.loads(message.data))
+        return screen.states["alarms"]
+
+    def ids(state: dict[str, Any] | None) -> set[str]:
+        return set() if state is None else {i["id"] for i in state["items"]}
+
+    await ws.send_bytes(orjson.dumps({"op": "subscribe", "topic": "alarms"}))
+    state = await until(lambda s: s is not None)
+    assert first["id"] in ids(state)
+    other, more = faulty_station(ce)
+    await api.ingest(*more)
+    second = await find(api, viewer, other)
+    state = await until(lambda s: second["id"] in ids(s))
+    order = [(i["raised_at"], i["id"]) for i in state["items"]]
+    assert order == sorted(order, reverse=True)  # newest first
+    await act(api, keys["operator"], first["id"], "resolve")
+    state = await until(lambda s: first["id"] not in ids(s))
+    assert screen.deltas["alarms"] >= 2
+    async with asyncio.timeout(TIMEOUT):
+        while True:
+            answer = (await api.get("/api/v1/alarms?state=open&limit=1000", key=viewer)).body
+            state = await until(lambda s, p=answer["position"]: s["position"] >= p)
+            if state["position"] == answer["position"]:
+                break
+    assert state["items"] == answer["items"]
+    await ws.close()
