@@ -1,0 +1,244 @@
+"""The simulated province: valid events only, in time order, with realistic figures."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter, defaultdict
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+from ops_center import cloudevents
+from ops_center.catalogue import CATALOGUE, validate_data
+from ops_center.decisions import aggregate_id, decide
+from ops_center.domain import Meta
+from ops_center.profile import DEMO_TWO_TIER_PROFILE, load_profile
+from ops_center.simulator import Province
+from ops_center.simulator.agenda import World
+from ops_center.simulator.dossiers import Ledger
+from ops_center.simulator.kpis import Kpis
+from ops_center.simulator.rhythm import VN, in_office_hours
+
+PROFILE = load_profile()
+#: A Monday; the week runs into December, so November is reported on 5 December.
+START = datetime(2026, 11, 30, 0, 0, tzinfo=VN)
+END = START + timedelta(days=7)
+
+
+def at(event: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(event["time"])
+
+
+@pytest.fixture(scope="module")
+def week() -> list[dict[str, Any]]:
+    """A simulated week of the demo province (seed 7)."""
+    return Province(START, seed=7, run="w1", profile=PROFILE).advance(END)
+
+
+def of(events: list[dict[str, Any]], *types: str) -> list[dict[str, Any]]:
+    return [e for e in events if e["type"] in types]
+
+
+def test_every_event_is_a_cloudevent_of_the_catalogue_with_valid_data(week):
+    for event in week:
+        parsed = cloudevents.parse(event)
+        kind = CATALOGUE[parsed.type]
+        assert validate_data(kind, parsed.data, PROFILE) == parsed.data, event
+
+
+def test_every_event_is_accepted_by_the_domain_rules(week):
+    """Run each event through the real aggregates: nothing unknown, nothing out of turn."""
+    aggregates: dict[Any, Any] = {}
+    for event in week:
+        kind = CATALOGUE[event["type"]]
+        key = aggregate_id(kind, event["subject"])
+        meta = Meta(
+            source=event["source"],
+            id=event["id"],
+            time=event["time"],
+            received_at=event["time"],
+            key="sim",
+        )
+        aggregate = decide(kind, aggregates.get(key), event["subject"], event["data"], meta)
+        aggregate.collect_events()
+        aggregates[key] = aggregate
+
+
+def test_events_come_in_time_order_with_unique_ids_within_the_week(week):
+    times = [at(e) for e in week]
+    assert times == sorted(times)
+    assert times[0] >= START
+    assert times[-1] <= END
+    assert len({(e["source"], e["id"]) for e in week}) == len(week)
+
+
+def test_same_seed_same_events_and_another_seed_other_events(week):
+    again = Province(START, seed=7, run="w1", profile=PROFILE).take(3000)
+    assert again == week[:3000]
+    other = Province(START, seed=8, run="w1", profile=PROFILE).take(3000)
+    assert other != week[:3000]
+
+
+def test_most_dossiers_are_online_and_completed_on_time(week):
+    received = of(week, "dossier.received")
+    online = sum(e["data"]["channel"] == "online" for e in received)
+    assert 0.55 <= online / len(received) <= 0.72
+    due = {e["subject"]: datetime.fromisoformat(e["data"]["due_at"]) for e in received}
+    completed = of(week, "dossier.completed")
+    on_time = sum(at(e) <= due[e["subject"]] for e in completed)
+    assert len(completed) > 0.5 * len(received)
+    # a week from an empty start under-counts late ones (they close after the week)
+    assert 0.93 <= on_time / len(completed) <= 0.99
+    assert len(completed) - on_time > 0.005 * len(completed)
+    withdrawn = of(week, "dossier.withdrawn")
+    assert 0 < len(withdrawn) < 0.03 * len(received)
+
+
+def test_dossiers_follow_office_hours_and_working_days(week):
+    received = of(week, "dossier.received")
+    by_day = Counter(at(e).date() for e in received)
+    for day, count in by_day.items():
+        if day.weekday() < 5:
+            assert 2_000 <= count <= 3_300, (day, count)
+        else:
+            assert 300 <= count <= 900, (day, count)
+    at_counters = [e for e in received if e["data"]["channel"] != "online"]
+    assert at_counters
+    assert all(in_office_hours(at(e)) for e in at_counters)
+    by_hour = Counter(at(e).hour for e in received)
+    assert by_hour.most_common(1)[0][0] in (8, 9, 10, 14, 15)
+    assert by_hour[3] < by_hour[9] / 10
+    completions = of(week, "dossier.completed", "dossier.withdrawn")
+    assert sum(in_office_hours(at(e)) for e in completions) / len(completions) > 0.97
+
+
+def availability(events: list[dict[str, Any]], status_type: str) -> float:
+    """Time-weighted share of device-time online over the events' span."""
+    state: dict[str, tuple[str, datetime]] = {}
+    up = total = 0.0
+    for event in of(events, status_type):
+        subject, moment = event["subject"], at(event)
+        if subject in state:
+            status, since = state[subject]
+            span = (moment - since).total_seconds()
+            total += span
+            up += span if status == "online" else 0.0
+        state[subject] = (event["data"]["status"], moment)
+    for status, since in state.values():
+        span = (END - since).total_seconds()
+        total += span
+        up += span if status == "online" else 0.0
+    return up / total
+
+
+def test_devices_are_online_most_of_the_time_and_do_drop_and_come_back(week):
+    assert 0.95 <= availability(week, "radio.station.status") <= 0.995
+    assert 0.95 <= availability(week, "camera.status") <= 0.995
+    drops = Counter(
+        e["type"] for e in week if e["type"].endswith("status") and e["data"]["status"] != "online"
+    )
+    assert drops["radio.station.status"] >= 10
+    assert drops["camera.status"] >= 50
+    assert len(of(week, "radio.station.registered")) == 119
+    assert 300 <= len(of(week, "camera.registered")) <= 600
+    faults = of(week, "radio.cluster.fault")
+    restored = of(week, "radio.cluster.restored")
+    assert 50 <= len(faults) <= 400
+    assert len(restored) <= len(faults)
+
+
+def test_bulletins_twice_a_day_and_an_occasional_emergency(week):
+    started = of(week, "radio.broadcast.started")
+    kinds = Counter(e["data"]["kind"] for e in started)
+    assert 0.9 * 2 * 119 * 7 <= kinds["normal"] <= 2 * 119 * 7
+    assert kinds["priority"] > 0
+    episodes = {
+        at(e).replace(minute=0, second=0, microsecond=0)
+        for e in started
+        if e["data"]["kind"] == "emergency"
+    }
+    assert 1 <= len(episodes) <= 10
+    assert any(
+        at(e) < START + timedelta(hours=4) for e in started if e["data"]["kind"] == "emergency"
+    )
+    ended = {e["data"]["broadcast_id"] for e in of(week, "radio.broadcast.ended")}
+    assert len(ended) >= len(started) - 119  # at most one left on air per station at the end
+    alerts = Counter(e["data"]["severity"] for e in of(week, "camera.alert"))
+    assert alerts["critical"] < 0.1 * sum(alerts.values())
+
+
+def test_kpis_defined_backfilled_and_reported_monthly_within_bounds(week):
+    defined = {e["subject"]: e["data"] for e in of(week, "kpi.defined")}
+    assert len(defined) == 8
+    assert {d["pillar"] for d in defined.values()} == {
+        "digital_government",
+        "digital_economy",
+        "digital_society",
+        "infrastructure",
+    }
+    reports: defaultdict[str, dict[str, float]] = defaultdict(dict)
+    for event in of(week, "kpi.reported"):
+        reports[event["subject"]][event["data"]["period"]] = event["data"]["value"]
+    assert set(reports["KPI-DVC-ONLINE"]) == {f"2026-{m:02d}" for m in range(1, 12)}
+    assert set(reports["KPI-KTS-GRDP"]) == {"2026-Q1", "2026-Q2", "2026-Q3"}
+    for code, values in reports.items():
+        measure = defined[code]["measure"]
+        for value in values.values():
+            assert 0 <= value <= (100 if measure == "%" else defined[code]["target"] * 1.2)
+    # November, reported on 5 December (the run began on its last day: the trend)
+    assert 55 <= reports["KPI-DVC-ONLINE"]["2026-11"] <= 72
+    assert 90 <= reports["KPI-DVC-ONTIME"]["2026-11"] <= 99
+    signatures = [reports["KPI-CKS-CANHAN"][f"2026-{m:02d}"] for m in range(1, 12)]
+    assert signatures == sorted(signatures)
+    assert reports["KPI-CDS-DISBURSED"]["2026-10"] < 60  # slow disbursement, as reported
+
+
+def test_wind_down_ends_every_broadcast_on_air():
+    province = Province(START, seed=3, run="w2", profile=PROFILE)
+    events = province.advance(START + timedelta(hours=6, minutes=10))
+    on_air = {e["data"]["broadcast_id"] for e in of(events, "radio.broadcast.started")}
+    on_air -= {e["data"]["broadcast_id"] for e in of(events, "radio.broadcast.ended")}
+    assert len(on_air) > 100  # the morning bulletin
+    closing = province.wind_down(START + timedelta(hours=6, minutes=11))
+    assert {e["data"]["broadcast_id"] for e in closing} == on_air
+    assert all(e["type"] == "radio.broadcast.ended" for e in closing)
+
+
+def test_take_and_advance_hand_out_one_stream():
+    province = Province(START, seed=5, run="w3", profile=PROFILE)
+    first = province.take(700)
+    rest = province.advance(START + timedelta(hours=12))
+    whole = Province(START, seed=5, run="w3", profile=PROFILE).advance(START + timedelta(hours=12))
+    assert first + rest == whole
+    assert province.clock == at(whole[-1])
+
+
+def test_a_month_the_run_covered_is_reported_as_the_one_stop_shop_counted_it():
+    world = World(random.Random(1), "k1")
+    ledger = Ledger()
+    ledger.received["2026-11"], ledger.received_online["2026-11"] = 2_000, 1_280
+    ledger.on_time["2026-11"], ledger.late["2026-11"] = 1_900, 100
+    Kpis(world, PROFILE, ledger).start(datetime(2026, 10, 20, 8, 0, tzinfo=VN))
+    while (moment := world.agenda.next_time()) is not None and moment < END:
+        _, happening = world.agenda.pop()
+        happening(moment)
+    reports = {
+        (e["subject"], e["data"]["period"]): e["data"]["value"]
+        for e in world.emitter.drain()
+        if e["type"] == "kpi.reported"
+    }
+    assert reports["KPI-DVC-ONLINE", "2026-11"] == 64.0
+    assert reports["KPI-DVC-ONTIME", "2026-11"] == 95.0
+    assert ("KPI-DVC-ONLINE", "2026-10") in reports  # reported on 5 November, from the trend
+    assert ("KPI-KTS-GRDP", "2026-Q3") in reports
+    assert ("KPI-KTS-GRDP", "2026-Q4") not in reports  # quarterly: not before January
+
+
+def test_the_two_tier_profile_works_as_well():
+    profile = load_profile(DEMO_TWO_TIER_PROFILE)
+    events = Province(START, seed=2, run="t2", profile=profile).advance(START + timedelta(hours=12))
+    stations = of(events, "radio.station.registered")
+    assert len(stations) == sum(u.level != "province" for u in profile.units.values())
+    for event in events:
+        validate_data(CATALOGUE[event["type"]], event["data"], profile)
