@@ -1,0 +1,417 @@
+"""The ops-room page in real headless Chromium (Debian's ``chromium``), driven over the
+DevTools protocol (`cdp`), against the real app on a real PostgreSQL.
+
+The page is loaded with ``?token=``; events are posted through the HTTP API and the
+``data-metric`` tiles must follow live over ``/ws``. Without Chromium the tests skip on a
+workstation and fail under CI (``CI`` set), where ``.ci/run`` installs it.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import orjson
+import psycopg
+import pytest
+from cdp import Chromium, Page, find_chromium
+from psycopg import sql
+
+from streams import topics
+from web.appkeys import STREAM_HUB
+from web.ws import close_websockets
+
+VN = timezone(timedelta(hours=7))
+#: Every overview tile's metric (the test reads them all).
+METRICS = (
+    "devices.camera.online",
+    "devices.camera.offline",
+    "devices.camera.degraded",
+    "devices.radio.online",
+    "devices.radio.offline",
+    "broadcasts.active",
+    "broadcasts.emergency_active",
+    "services.received_today",
+    "services.completed_today",
+    "services.on_time_rate",
+    "services.overdue",
+    "kpis.on_track",
+    "kpis.off_track",
+    "alarms.active",
+)
+#: The tiles' values as the page holds them (JSON in ``data-value``) and their texts.
+READ_TILES = """(() => {
+  const out = {};
+  for (const node of document.querySelectorAll('[data-metric]')) {
+    out[node.dataset.metric] = {value: node.dataset.value, text: node.textContent};
+  }
+  return out;
+})()"""
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Chromium]:
+    """One headless Chromium for the module (each test opens its own context)."""
+    path = find_chromium()
+    if path is None:
+        message = "chromium is not installed (apt-get install -y chromium; .ci/run does)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    chromium = await Chromium.launch(path)
+    try:
+        yield chromium
+    finally:
+        await chromium.close()
+
+
+@pytest.fixture
+async def page(browser: Chromium) -> AsyncIterator[Page]:
+    tab = await browser.new_page(1920, 1080)
+    try:
+        yield tab
+    finally:
+        await tab.close()
+    assert tab.errors == [], f"the page reported errors: {tab.errors}"
+
+
+def now(minutes: float = 0) -> str:
+    return (datetime.now(VN) + timedelta(minutes=minutes)).isoformat(timespec="seconds")
+
+
+async def tiles(page: Page) -> dict[str, Any]:
+    """Each metric's value as the page holds it."""
+    read = await page.evaluate(READ_TILES)
+    return {name: orjson.loads(tile["value"]) for name, tile in read.items()}
+
+
+async def until_tiles(page: Page, expected: dict[str, Any], within: float = 10.0) -> None:
+    """Wait until the tiles named in `expected` show these values."""
+    condition = " && ".join(
+        f"document.querySelector('[data-metric=\"{name}\"]').dataset.value === "
+        f"{orjson.dumps(orjson.dumps(value).decode()).decode()}"
+        for name, value in expected.items()
+    )
+    try:
+        await page.wait_for(condition, within)
+    except TimeoutError:
+        raise AssertionError(f"tiles {await tiles(page)} never reached {expected}") from None
+
+
+async def overview(api: Any, key: Any, query: str = "") -> dict[str, Any]:
+    reply = await api.get(f"/api/v1/overview{query}", key=key)
+    assert reply.status == 200, reply.body
+    body: dict[str, Any] = reply.body
+    return body
+
+
+def at(answer: dict[str, Any], path: str) -> Any:
+    value: Any = answer
+    for part in path.split("."):
+        value = value[part]
+    return value
+
+
+async def open_live(page: Page, api: Any, secret: str) -> None:
+    await page.goto(f"{api.client.make_url('/')}?token={secret}")
+    await page.wait_for("opsRoom.connection === 'live' && opsRoom.states.overview !== undefined")
+
+
+async def test_tiles_follow_events_posted_through_the_api(
+    page: Page, make_api: Any, make_key: Any, ce: Any
+) -> None:
+    """Loaded with ?token=, the page keeps the key, cleans the address, shows the overview
+    in Vietnamese and follows events live; it resumes after the server drops it."""
+    api = await make_api(stream_refresh_seconds=3600.0)
+    viewer = make_key("viewer")
+    await open_live(page, api, viewer.secret)
+
+    # the key left the address bar and stays in the browser
+    href = await page.evaluate("location.href")
+    assert "token" not in href
+    assert viewer.secret not in href
+    assert await page.evaluate("localStorage.getItem('opsCenter.token')") == viewer.secret
+
+    # Vietnamese by default, with Vietnamese formats
+    assert await page.evaluate("document.documentElement.lang") == "vi"
+    assert await page.evaluate("document.querySelector('[data-tile=camera] h2').textContent") == (
+        "Camera an ninh"
+    )
+    assert await page.evaluate("document.getElementById('conn-text').textContent") == "Trực tuyến"
+    weekdays = ("Thứ", "Chủ nhật", "Chủ Nhật")
+    assert (await page.evaluate("document.getElementById('clock-date').textContent")).startswith(
+        weekdays
+    )
+
+    # the tiles show what the query answers
+    answer = await overview(api, viewer)
+    await until_tiles(page, {name: at(answer, name) for name in METRICS})
+    before = await tiles(page)
+
+    # events through the HTTP API: two cameras online, one offline, a station online
+    # broadcasting an emergency bulletin, a dossier received now
+    cameras = [ce.code("camera.registered") for _ in range(3)]
+    station = ce.code("radio.station.registered")
+    dossier = ce.code("dossier.received")
+    events = []
+    for i, camera in enumerate(cameras):
+        events.append(ce.event("camera.registered", camera, time=now(-30)))
+        status = "offline" if i == 2 else "online"
+        events.append(ce.event("camera.status", camera, time=now(-2), status=status))
+    events += [
+        ce.event("radio.station.registered", station, time=now(-30)),
+        ce.event("radio.station.status", station, time=now(-2), status="online"),
+        ce.event(
+            "radio.broadcast.started",
+            station,
+            time=now(-1),
+            kind="emergency",
+            program="Cảnh báo lũ quét",
+        ),
+        ce.event("dossier.received", dossier, time=now(-1), due_at=now(60 * 24)),
+    ]
+    await api.ingest(*events)
+    expected = {
+        "devices.camera.online": before["devices.camera.online"] + 2,
+        "devices.camera.offline": before["devices.camera.offline"] + 1,
+        "devices.radio.online": before["devices.radio.online"] + 1,
+        "broadcasts.active": before["broadcasts.active"] + 1,
+        "broadcasts.emergency_active": before["broadcasts.emergency_active"] + 1,
+        "services.received_today": before["services.received_today"] + 1,
+    }
+    await until_tiles(page, expected)
+    # the emergency stands out, and the numbers are written the Vietnamese way
+    assert await page.evaluate(
+        "document.querySelector('[data-tile=emergency]').classList.contains('active')"
+    )
+    texts = await page.evaluate(READ_TILES)
+    for name, value in expected.items():
+        assert texts[name]["text"].replace(".", "") == str(value), texts[name]
+    # the feed shows the events, newest first, and the devices panel their unit
+    feed = await page.evaluate("document.getElementById('feed').textContent")
+    assert "Cảnh báo lũ quét" in feed
+    assert cameras[2] in feed
+    answer = await overview(api, viewer)
+    assert {name: at(answer, name) for name in METRICS} == await tiles(page)
+
+    # the server drops every WebSocket: the page shows it, reconnects by itself and
+    # resumes with `since` (deltas, no fresh snapshot of the overview or devices)
+    snapshots = await page.evaluate("JSON.stringify(opsRoom.counts.snapshot)")
+    await close_websockets(api.app)
+    await page.wait_for("opsRoom.connection === 'reconnecting'", 5, every=0.01)
+    state = await page.evaluate("document.getElementById('conn').dataset.state")
+    assert state == "reconnecting"
+    await page.wait_for("opsRoom.connection === 'live'", 10)
+    camera = ce.code("camera.registered")
+    await api.ingest(
+        ce.event("camera.registered", camera, time=now(-30)),
+        ce.event("camera.status", camera, time=now(-1), status="degraded"),
+    )
+    await until_tiles(page, {"devices.camera.degraded": before["devices.camera.degraded"] + 1})
+    counts = orjson.loads(await page.evaluate("JSON.stringify(opsRoom.counts.snapshot)"))
+    first = orjson.loads(snapshots)
+    assert counts["overview"] == first["overview"]
+    assert counts["devices"] == first["devices"]
+
+    # the hub resynchronises every subscription (as after lost stream changes): the page
+    # shows it, takes the fresh snapshots and goes back to live
+    api.app[STREAM_HUB].resync_all()
+    await page.wait_for("opsRoom.connection === 'resync'", 5, every=0.01)
+    await page.wait_for("opsRoom.connection === 'live'", 10)
+    answer = await overview(api, viewer)
+    await until_tiles(page, {name: at(answer, name) for name in METRICS})
+
+
+async def test_english_switch_is_remembered_and_a_unit_can_be_followed(
+    page: Page, make_api: Any, make_key: Any, ce: Any
+) -> None:
+    api = await make_api()
+    viewer = make_key("viewer")
+    await open_live(page, api, viewer.secret)
+    await page.evaluate("document.getElementById('lang').click()")
+    assert await page.evaluate("document.documentElement.lang") == "en"
+    heading = "document.querySelector('[data-tile=camera] h2').textContent"
+    assert await page.evaluate(heading) == "Security cameras"
+    assert await page.evaluate("document.getElementById('conn-text').textContent") == "Live"
+
+    # reloaded without ?token=: the stored key and the language are both remembered
+    await page.reload()
+    await page.wait_for("opsRoom.connection === 'live' && opsRoom.states.overview !== undefined")
+    assert await page.evaluate("document.documentElement.lang") == "en"
+    assert await page.evaluate(heading) == "Security cameras"
+    assert await page.evaluate("document.getElementById('lang').textContent") == "Tiếng Việt"
+
+    await page.evaluate("document.getElementById('lang').click()")
+    assert await page.evaluate("document.documentElement.lang") == "vi"
+    assert await page.evaluate(heading) == "Camera an ninh"
+
+    # following one unit: the tiles show the overview of that unit, live
+    unit = orjson.dumps(ce.UNIT).decode()
+    await page.evaluate(
+        f"const s = document.getElementById('scope'); s.value = {unit};"
+        "s.dispatchEvent(new Event('change'))"
+    )
+    assert f"unit={ce.UNIT}" in await page.evaluate("location.href")
+    answer = await overview(api, viewer, f"?unit={ce.UNIT}")
+    await until_tiles(page, {name: at(answer, name) for name in METRICS})
+    camera = ce.code("camera.registered")
+    await api.ingest(
+        ce.event("camera.registered", camera, time=now(-30)),
+        ce.event("camera.status", camera, time=now(-1), status="offline"),
+    )
+    expected = answer["devices"]["camera"]["offline"] + 1
+    await until_tiles(page, {"devices.camera.offline": expected})
+    answer = await overview(api, viewer, f"?unit={ce.UNIT}")
+    assert answer["devices"]["camera"]["offline"] == expected
+    assert await tiles(page) == {name: at(answer, name) for name in METRICS}
+
+
+async def test_missing_or_refused_keys_get_the_key_screen(
+    page: Page, make_api: Any, make_key: Any
+) -> None:
+    api = await make_api()
+    shown = "!document.getElementById('auth').hidden"
+    reason = "document.getElementById('auth').dataset.reason"
+
+    await page.goto(str(api.client.make_url("/")))
+    await page.wait_for(shown)
+    assert await page.evaluate(reason) == "missing"
+    assert "khóa truy cập" in await page.evaluate("document.getElementById('auth').textContent")
+
+    # an unknown key (401), then a key that may not read (403: integration)
+    for secret in ("not-a-key", make_key("integration").secret):
+        await page.goto(f"{api.client.make_url('/')}?token={secret}")
+        await page.wait_for(f"{shown} && {reason} === 'refused'")
+        assert "token" not in await page.evaluate("location.href")
+        assert await page.evaluate("opsRoom.connection") == "offline"
+
+    # a good key entered on the screen opens the board
+    viewer = make_key("viewer")
+    await page.evaluate(
+        f"document.getElementById('auth-token').value = {orjson.dumps(viewer.secret).decode()};"
+        "document.getElementById('auth-form').requestSubmit()"
+    )
+    await page.wait_for("opsRoom.connection === 'live' && document.getElementById('auth').hidden")
+    assert await page.evaluate("localStorage.getItem('opsCenter.token')") == viewer.secret
+
+
+@pytest.fixture
+def own_database(postgres_server: str) -> Iterator[str]:
+    """A database of its own: the alarm rules follow the whole log from one elected node
+    (as in tests/e2e/test_alarms.py)."""
+    parts = urlsplit(postgres_server)
+    name = f"ops_e2e_page_{secrets.token_hex(6)}"
+    admin = urlunsplit(parts._replace(path="/postgres"))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield urlunsplit(parts._replace(path="/" + name))
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+async def test_operators_acknowledge_and_resolve_alarms_viewers_only_see_them(
+    own_database: str, browser: Chromium, make_api: Any, make_key: Any, ce: Any
+) -> None:
+    """An emergency bulletin raises an alarm: an operator's page acknowledges then
+    resolves it with the buttons; a viewer's page shows it without buttons."""
+    api = await make_api(database_url=own_database, alarm_rules=True, alarm_tick_seconds=0.1)
+    operator = make_key("operator", url=own_database)
+    viewer = make_key("viewer", url=own_database)
+    pages = [await browser.new_page(1920, 1080) for _ in range(2)]
+    try:
+        for tab, key in zip(pages, (operator, viewer), strict=True):
+            await open_live(tab, api, key.secret)
+        station = ce.code("radio.station.registered")
+        await api.ingest(
+            ce.event("radio.station.registered", station, time=now(-30)),
+            ce.event("radio.station.status", station, time=now(-2), status="online"),
+            ce.event("radio.broadcast.started", station, time=now(-1), kind="emergency"),
+        )
+        card = (
+            "[...document.querySelectorAll('#alarms .alarm')]"
+            f".find((c) => c.textContent.includes({orjson.dumps(station).decode()}))"
+        )
+        for tab in pages:
+            await tab.wait_for(f"{card} !== undefined")
+        operator_page, viewer_page = pages
+        assert await viewer_page.evaluate(f"{card}.querySelectorAll('button').length") == 0
+        assert await operator_page.evaluate(f"{card}.classList.contains('sev-critical')")
+
+        await operator_page.evaluate(f"{card}.querySelector('button[data-action=ack]').click()")
+        for tab in pages:  # live on every screen
+            await tab.wait_for(f"{card} && {card}.classList.contains('state-acknowledged')")
+        await operator_page.evaluate(f"{card}.querySelector('button[data-action=resolve]').click()")
+        for tab in pages:
+            await tab.wait_for(f"{card} === undefined")
+        for tab in pages:
+            assert tab.errors == [], tab.errors
+    finally:
+        for tab in pages:
+            await tab.close()
+
+
+def delta_cases(count: int = 300) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """Random states and deltas of every topic (seeded): merges with nested objects, nulls
+    and lists; items added, replaced and removed, with extra top-level keys."""
+    rng = random.Random(6)
+    cases: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
+
+    def scalar() -> Any:
+        return rng.choice([0, 7, 0.5, None, "x", [1, 2], True])
+
+    def tree(depth: int) -> dict[str, Any]:
+        return {
+            k: tree(depth - 1) if depth and rng.random() < 0.4 else scalar()
+            for k in rng.sample("abcdef", rng.randint(1, 4))
+        }
+
+    def item(name: str, n: int) -> dict[str, Any]:
+        base = {"value": rng.randint(0, 9), "raised_at": f"2026-11-22T0{rng.randint(0, 9)}:00"}
+        keys = {
+            "devices": {"kind": rng.choice(["camera", "radio"]), "code": f"C{n}"},
+            "kpis": {"code": f"K{n}"},
+            "feed": {"position": n},
+            "alarms": {"id": f"a{n}"},
+        }[name]
+        return {**base, **keys}
+
+    for _ in range(count):
+        name = rng.choice(list(topics.TOPICS))
+        topic = topics.TOPICS[name]
+        if topic.delta == "merge":
+            cases.append((name, tree(2), tree(2)))
+            continue
+        state = {"position": 1, "items": [item(name, rng.randint(0, 12)) for _ in range(6)]}
+        state = topics.apply(topic, {"position": 0, "items": []}, state)  # unique keys
+        delta: dict[str, Any] = {"position": 2, "items": [item(name, rng.randint(0, 12))]}
+        removed = rng.sample(state["items"], min(2, len(state["items"])))
+        delta["removed"] = [topic.key_json(topic.key(i)) for i in removed]
+        if rng.random() < 0.5:
+            delta["as_of"] = "later"
+        cases.append((name, state, delta))
+    return cases
+
+
+async def test_the_page_applies_deltas_exactly_as_streams_topics(page: Page, make_api: Any) -> None:
+    """The page's JavaScript gives the same state as `streams.topics.apply` (the rules'
+    reference) for every topic, order included."""
+    api = await make_api()
+    await page.goto(str(api.client.make_url("/")))
+    await page.wait_for("window.opsRoom !== undefined")
+    cases = delta_cases()
+    script = (
+        f"JSON.stringify({orjson.dumps(cases).decode()}"
+        ".map(([name, state, delta]) => opsRoom.applyDelta(name, state, delta)))"
+    )
+    got = orjson.loads(await page.evaluate(script))
+    expected = [topics.apply(topics.TOPICS[name], state, delta) for name, state, delta in cases]
+    assert got == expected

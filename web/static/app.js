@@ -1,0 +1,1146 @@
+/* The ops-room page: live tiles, devices by area, alarms, KPIs, feed and charts.
+ *
+ * Data comes from /ws (contract section 6): one subscription per topic, a snapshot then
+ * deltas applied by the rules of streams/topics.py (merge for overview and services,
+ * keyed items for devices, kpis, feed and alarms). On a lost connection the page
+ * reconnects with a growing, jittered delay and resubscribes with `since` (the position
+ * it holds), so the server replays what it missed or sends a fresh snapshot.
+ *
+ * The key comes from `?token=` (kept in localStorage, then removed from the address) or
+ * from the form shown when it is missing or refused. No external resource is loaded.
+ */
+"use strict";
+
+(function () {
+  const I = window.OpsI18n;
+  const TOKEN_KEY = "opsCenter.token";
+  const SCOPE_KEY = "opsCenter.scope";
+  const TOPICS = {
+    overview: { delta: "merge" },
+    devices: { delta: "items", key: ["kind", "code"] },
+    alarms: { delta: "items", key: ["id"], order: ["raised_at"], descending: true },
+    services: { delta: "merge" },
+    kpis: { delta: "items", key: ["code"] },
+    feed: { delta: "items", key: ["position"], descending: true },
+  };
+  const MIN_RETRY_S = 1;
+  const MAX_RETRY_S = 30;
+  const FEED_SHOWN = 40;
+  const SEVERITY_RANK = { critical: 0, major: 1, high: 1, warning: 2, minor: 3, low: 3, info: 4 };
+  const SVG_NS = "http://www.w3.org/2000/svg";
+
+  const $ = (id) => document.getElementById(id);
+
+  // -- the key and the address ----------------------------------------------------------
+
+  function storage(action, key, value) {
+    try {
+      if (action === "get") return window.localStorage.getItem(key);
+      if (action === "set") window.localStorage.setItem(key, value);
+      if (action === "remove") window.localStorage.removeItem(key);
+    } catch (_e) {
+      /* storage disabled: the key lives for this page only */
+    }
+    return null;
+  }
+
+  let memoryToken = null;
+
+  /** Take `?token=` out of the address (kept in storage) and `?unit=` as the scope. */
+  function readAddress() {
+    const url = new URL(window.location.href);
+    const token = url.searchParams.get("token");
+    if (token) {
+      memoryToken = token;
+      storage("set", TOKEN_KEY, token);
+      url.searchParams.delete("token");
+      window.history.replaceState(window.history.state, "", url.pathname + url.search + url.hash);
+    }
+    const unit = url.searchParams.get("unit");
+    if (unit !== null) storage("set", SCOPE_KEY, unit);
+  }
+
+  function token() {
+    return storage("get", TOKEN_KEY) || memoryToken;
+  }
+
+  // -- state ----------------------------------------------------------------------------
+
+  const app = {
+    scope: storage("get", SCOPE_KEY) || "",
+    units: new Map(),
+    agencies: new Map(),
+    root: null,
+    demo: false,
+    states: {},
+    positions: {},
+    awaiting: {},
+    epoch: null,
+    connection: "connecting",
+    canAct: true,
+    lastFrameAt: null,
+    counts: { snapshot: {}, delta: {} },
+    kpiHistory: new Map(),
+    seenFeed: new Set(),
+    firstFeed: true,
+  };
+
+  // -- the delta rules of streams/topics.py ---------------------------------------------
+
+  function isObject(value) {
+    return value !== null && typeof value === "object" && !Array.isArray(value);
+  }
+
+  function mergeInto(target, patch) {
+    const out = Object.assign({}, target);
+    for (const [name, value] of Object.entries(patch)) {
+      const current = out[name];
+      out[name] = isObject(value) && isObject(current) ? mergeInto(current, value) : value;
+    }
+    return out;
+  }
+
+  function keyOf(topic, item) {
+    return topic.key.map((field) => item[field]);
+  }
+
+  /** The sort key of an item: the topic's order fields, then its key (ties). */
+  function orderOf(topic, item) {
+    return (topic.order || []).map((field) => item[field]).concat(keyOf(topic, item));
+  }
+
+  function compareKeys(a, b) {
+    for (let i = 0; i < a.length; i += 1) {
+      if (a[i] < b[i]) return -1;
+      if (a[i] > b[i]) return 1;
+    }
+    return 0;
+  }
+
+  function applyItems(topic, state, delta) {
+    const byKey = new Map();
+    for (const item of state.items || []) byKey.set(JSON.stringify(keyOf(topic, item)), item);
+    for (const gone of delta.removed || []) byKey.delete(JSON.stringify(keyOf(topic, gone)));
+    for (const item of delta.items || []) byKey.set(JSON.stringify(keyOf(topic, item)), item);
+    const out = {};
+    for (const [name, value] of Object.entries(state)) if (name !== "items") out[name] = value;
+    for (const [name, value] of Object.entries(delta)) {
+      if (name !== "items" && name !== "removed") out[name] = value;
+    }
+    const sign = topic.descending ? -1 : 1;
+    out.items = Array.from(byKey.values()).sort(
+      (a, b) => sign * compareKeys(orderOf(topic, a), orderOf(topic, b)),
+    );
+    return out;
+  }
+
+  function applyDelta(name, state, delta) {
+    const topic = TOPICS[name];
+    return topic.delta === "merge" ? mergeInto(state, delta) : applyItems(topic, state, delta);
+  }
+
+  // -- the connection -------------------------------------------------------------------
+
+  let socket = null;
+  let attempt = 0;
+  let retryTimer = null;
+  let countdownTimer = null;
+  let resyncTimer = null;
+  let interrupted = false;
+
+  function setConnection(stateName, text) {
+    app.connection = stateName;
+    const badge = $("conn");
+    badge.dataset.state = stateName;
+    $("conn-text").textContent = text || I.t("conn." + stateName);
+  }
+
+  function wsUrl() {
+    const url = new URL("/ws", window.location.href);
+    url.protocol = window.location.protocol === "https:" ? "wss:" : "ws:";
+    url.searchParams.set("token", token() || "");
+    return url.toString();
+  }
+
+  function send(message) {
+    if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(message));
+  }
+
+  function subscribe(name, resume) {
+    const message = { op: "subscribe", topic: name };
+    if (app.scope) message.unit = app.scope;
+    if (resume && app.positions[name] !== undefined) message.since = app.positions[name];
+    app.awaiting[name] = true;
+    send(message);
+  }
+
+  function connect() {
+    clearTimeout(retryTimer);
+    clearInterval(countdownTimer);
+    if (socket) return;
+    setConnection(attempt === 0 ? "connecting" : "reconnecting", I.t("conn.reconnectingNow"));
+    const ws = new WebSocket(wsUrl());
+    socket = ws;
+    let opened = false;
+    ws.onopen = () => {
+      opened = true;
+      for (const name of Object.keys(TOPICS)) subscribe(name, true);
+      settle();
+    };
+    ws.onmessage = (event) => {
+      attempt = 0;
+      let frame;
+      try {
+        frame = JSON.parse(event.data);
+      } catch (_e) {
+        return;
+      }
+      onFrame(frame);
+    };
+    ws.onclose = () => {
+      if (socket !== ws) return;
+      socket = null;
+      if (opened) {
+        scheduleReconnect();
+      } else {
+        checkKeyThenRetry();
+      }
+    };
+  }
+
+  /** The handshake failed: a refused key shows the key screen, anything else retries. */
+  async function checkKeyThenRetry() {
+    const status = await probe();
+    if (status === 401 || status === 403) {
+      showAuth("refused");
+      return;
+    }
+    scheduleReconnect();
+  }
+
+  function scheduleReconnect() {
+    attempt += 1;
+    const ceiling = Math.min(MAX_RETRY_S, MIN_RETRY_S * 2 ** (attempt - 1));
+    const delay = ceiling * (0.5 + Math.random() * 0.5);
+    let left = Math.ceil(delay);
+    setConnection("reconnecting", I.t("conn.reconnecting", { seconds: left }));
+    clearInterval(countdownTimer);
+    countdownTimer = setInterval(() => {
+      left = Math.max(0, left - 1);
+      if (app.connection === "reconnecting" && !socket) {
+        setConnection("reconnecting", I.t("conn.reconnecting", { seconds: left }));
+      }
+    }, 1000);
+    retryTimer = setTimeout(connect, delay * 1000);
+  }
+
+  function disconnect() {
+    clearTimeout(retryTimer);
+    clearInterval(countdownTimer);
+    if (socket) {
+      const ws = socket;
+      socket = null;
+      ws.onclose = null;
+      ws.close(1000);
+    }
+  }
+
+  function showResync() {
+    setConnection("resync");
+    clearTimeout(resyncTimer);
+    resyncTimer = setTimeout(() => {
+      if (app.connection === "resync") settle();
+    }, 1500);
+  }
+
+  function settle() {
+    if (!socket || socket.readyState !== WebSocket.OPEN) return;
+    if (interrupted) setConnection("interrupted");
+    else setConnection("live");
+  }
+
+  function onFrame(frame) {
+    app.lastFrameAt = Date.now();
+    if (frame.op === "error") {
+      if (frame.code === "stream_interrupted") {
+        interrupted = true;
+        setConnection("interrupted");
+      } else if (frame.code === "snapshot_unavailable") {
+        setConnection("resync");
+      } else {
+        console.warn("ops-room: server error", frame);
+      }
+      return;
+    }
+    const name = frame.topic;
+    if (!TOPICS[name]) return;
+    const counts = app.counts[frame.op];
+    if (counts) counts[name] = (counts[name] || 0) + 1;
+    if (frame.op === "snapshot") {
+      const requested = app.awaiting[name];
+      const hadState = app.states[name] !== undefined;
+      const newEpoch = app.epoch !== null && frame.epoch && frame.epoch !== app.epoch;
+      if (frame.epoch) app.epoch = frame.epoch;
+      const wasInterrupted = interrupted;
+      // routine: a first snapshot, or the same position with new content ("today" and
+      // overdue move on with the clock; not for devices, published as changes). Any other
+      // snapshot replaces a state the page held: a resumed subscription whose gap could not
+      // be replayed, the hub resynchronising, a new epoch of the stream: shown as a resync.
+      const sameState = frame.position === app.positions[name] && name !== "devices";
+      const routine = !hadState || (!requested && sameState);
+      app.awaiting[name] = false;
+      app.states[name] = frame.data;
+      app.positions[name] = frame.position;
+      interrupted = false;
+      if (newEpoch || wasInterrupted || !routine) showResync();
+      else settle();
+      changed(name);
+    } else if (frame.op === "delta") {
+      app.awaiting[name] = false;
+      const state = app.states[name];
+      if (state === undefined) {
+        subscribe(name, false);
+        return;
+      }
+      if (frame.position <= app.positions[name]) return;
+      app.states[name] = applyDelta(name, state, frame.data);
+      app.positions[name] = frame.position;
+      interrupted = false;
+      if (app.connection !== "resync") settle();
+      changed(name);
+    }
+  }
+
+  // -- HTTP calls -----------------------------------------------------------------------
+
+  function authHeaders() {
+    return { Authorization: "Bearer " + (token() || "") };
+  }
+
+  async function getJson(path) {
+    const response = await fetch(path, { headers: authHeaders(), cache: "no-store" });
+    if (!response.ok) throw Object.assign(new Error(path), { status: response.status });
+    return response.json();
+  }
+
+  /** The status of an authenticated read (0: the server cannot be reached). */
+  async function probe() {
+    try {
+      const response = await fetch("/api/v1/overview", { headers: authHeaders(), cache: "no-store" });
+      return response.status;
+    } catch (_e) {
+      return 0;
+    }
+  }
+
+  // -- rendering ------------------------------------------------------------------------
+
+  // Changes are drawn at most every RENDER_INTERVAL_MS (a busy province sends many deltas
+  // a second; people need a few frames a second), in an animation frame.
+  const RENDER_INTERVAL_MS = 200;
+  const dirty = new Set();
+  let frameRequested = false;
+  let lastRender = 0;
+
+  function changed(name) {
+    dirty.add(name);
+    if (frameRequested) return;
+    frameRequested = true;
+    const wait = Math.max(0, RENDER_INTERVAL_MS - (performance.now() - lastRender));
+    setTimeout(() => window.requestAnimationFrame(renderDirty), wait);
+  }
+
+  function renderDirty() {
+    frameRequested = false;
+    lastRender = performance.now();
+    const names = Array.from(dirty);
+    dirty.clear();
+    for (const name of names) RENDER[name]();
+    renderFooter();
+  }
+
+  function renderAll() {
+    for (const name of Object.keys(RENDER)) RENDER[name]();
+    renderFooter();
+  }
+
+  function el(tag, className, text) {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined && text !== null) node.textContent = text;
+    return node;
+  }
+
+  function svg(tag, attributes) {
+    const node = document.createElementNS(SVG_NS, tag);
+    for (const [name, value] of Object.entries(attributes || {})) node.setAttribute(name, value);
+    return node;
+  }
+
+  function unitName(code) {
+    const unit = app.units.get(code);
+    if (!unit) return code || "";
+    return (I.lang === "en" && unit.name_en) || unit.name;
+  }
+
+  function ownerName(code) {
+    const agency = app.agencies.get(code);
+    if (agency) return (I.lang === "en" && agency.name_en) || agency.name;
+    return unitName(code);
+  }
+
+  function valueAt(object, path) {
+    let value = object;
+    for (const part of path.split(".")) {
+      if (!isObject(value)) return undefined;
+      value = value[part];
+    }
+    return value;
+  }
+
+  function renderOverview() {
+    const data = app.states.overview;
+    if (!data) return;
+    for (const node of document.querySelectorAll("[data-metric]")) {
+      const path = node.dataset.metric;
+      const value = valueAt(data, path);
+      node.textContent = path.endsWith("_rate") ? I.percent(value) : I.number(value);
+      node.dataset.value = JSON.stringify(value === undefined ? null : value);
+    }
+    const emergency = valueAt(data, "broadcasts.emergency_active") || 0;
+    const tile = document.querySelector('[data-tile="emergency"]');
+    tile.classList.toggle("active", emergency > 0);
+    $("emergency-sub").textContent = I.t(emergency > 0 ? "sub.emergencyOn" : "sub.emergencyNone");
+    flag("overdue", (valueAt(data, "services.overdue") || 0) > 0);
+    flag("alarms", (valueAt(data, "alarms.active") || 0) > 0);
+    flag("kpis", (valueAt(data, "kpis.off_track") || 0) > 0);
+    const camera = valueAt(data, "devices.camera") || {};
+    const radio = valueAt(data, "devices.radio") || {};
+    flag("camera", (camera.offline || 0) > 0);
+    flag("radio", (radio.offline || 0) > 0);
+    const rate = valueAt(data, "services.on_time_rate");
+    const meter = $("on-time-meter");
+    meter.style.width = rate === null || rate === undefined ? "0%" : Math.round(rate * 100) + "%";
+    meter.className = rate === null || rate === undefined ? "" : rate >= 0.9 ? "ok" : rate >= 0.7 ? "warn" : "bad";
+  }
+
+  function flag(tileName, on) {
+    const tile = document.querySelector(`[data-tile="${tileName}"]`);
+    if (tile) tile.classList.toggle("alert", on);
+  }
+
+  /** The unit under the scope that a device's unit rolls up to (the scope's child). */
+  function groupOf(code, scope) {
+    let current = code;
+    const seen = new Set();
+    while (current && !seen.has(current)) {
+      seen.add(current);
+      const unit = app.units.get(current);
+      if (!unit) return code;
+      if (current === scope || unit.parent === scope) return current;
+      if (!unit.parent) return code;
+      current = unit.parent;
+    }
+    return code;
+  }
+
+  function renderDevices() {
+    const data = app.states.devices;
+    const box = $("devices");
+    if (!data) return;
+    const scope = app.scope || (app.root && app.root.code);
+    const groups = new Map();
+    for (const device of data.items) {
+      const key = groupOf(device.unit, scope);
+      let group = groups.get(key);
+      if (!group) {
+        group = { code: key, camera: counter(), radio: counter() };
+        groups.set(key, group);
+      }
+      const counts = device.kind === "camera" ? group.camera : group.radio;
+      const status = device.status || "unknown";
+      counts[status] = (counts[status] || 0) + 1;
+      counts.total += 1;
+    }
+    box.replaceChildren();
+    if (groups.size === 0) {
+      box.append(el("p", "empty", I.t("devices.none")));
+      return;
+    }
+    const rows = Array.from(groups.values()).sort(
+      (a, b) =>
+        problems(b) - problems(a) ||
+        unitName(a.code).localeCompare(unitName(b.code), I.lang === "en" ? "en" : "vi"),
+    );
+    const head = el("div", "drow head");
+    head.append(el("span", "dname", I.t("devices.unit")), el("span", "", I.t("devices.cameras")), el("span", "", I.t("devices.radio")));
+    box.append(head);
+    for (const group of rows) {
+      const row = el("div", "drow");
+      row.dataset.unit = group.code;
+      row.append(el("span", "dname", unitName(group.code)), stack(group.camera), stack(group.radio));
+      box.append(row);
+    }
+  }
+
+  function counter() {
+    return { online: 0, degraded: 0, offline: 0, unknown: 0, total: 0 };
+  }
+
+  function problems(group) {
+    return (
+      group.camera.offline + group.radio.offline + group.camera.degraded * 0.5
+    );
+  }
+
+  function stack(counts) {
+    const cell = el("span", "dcell");
+    const bar = el("span", "stack");
+    for (const status of ["online", "degraded", "offline", "unknown"]) {
+      if (!counts[status]) continue;
+      const part = el("span", "seg " + status);
+      part.style.flexGrow = String(counts[status]);
+      part.title = `${I.number(counts[status])} ${I.t("sub." + status)}`;
+      bar.append(part);
+    }
+    const label = el("span", "dnum");
+    label.textContent = counts.total ? `${I.number(counts.online)}/${I.number(counts.total)}` : "–";
+    if (counts.offline) label.append(el("b", "bad", ` ▼${I.number(counts.offline)}`));
+    cell.append(bar, label);
+    return cell;
+  }
+
+  function renderServices() {
+    const data = app.states.services;
+    const box = $("services-chart");
+    if (!data) return;
+    const items = data.items || [];
+    let holder = box.querySelector(".chart-box");
+    if (!holder) {
+      holder = el("div", "chart-box");
+      const legend = el("div", "chart-legend");
+      legend.append(el("span", "k received"), el("span", "", ""), el("span", "k completed"), el("span", "", ""));
+      box.replaceChildren(holder, legend);
+    }
+    const legendTexts = box.querySelectorAll(".chart-legend > span:not(.k)");
+    legendTexts[0].textContent = I.t("chart.received");
+    legendTexts[1].textContent = I.t("chart.completed");
+    // drawn at the size it is shown (crisp text, no letterboxing)
+    const width = Math.max(240, Math.round(holder.clientWidth || 600));
+    const height = Math.max(100, Math.round(holder.clientHeight || 200));
+    const left = 34;
+    const bottom = 24;
+    const top = 10;
+    const plotH = height - bottom - top;
+    const max = Math.max(4, ...items.map((b) => Math.max(b.received, b.completed.total)));
+    const step = niceStep(max);
+    const ceiling = Math.ceil(max / step) * step;
+    const slot = (width - left - 4) / Math.max(items.length, 1);
+    const labelEvery = slot * 3 >= 48 ? 3 : 6;
+    const chart = svg("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", class: "bars" });
+    chart.append(svg("title", {}));
+    chart.firstChild.textContent = I.t("panel.services");
+    for (let v = 0; v <= ceiling; v += step) {
+      const y = top + plotH - (v / ceiling) * plotH;
+      chart.append(svg("line", { x1: left, x2: width, y1: y, y2: y, class: "grid" }));
+      const label = svg("text", { x: left - 6, y: y + 4, class: "axis", "text-anchor": "end" });
+      label.textContent = I.number(v);
+      chart.append(label);
+    }
+    const nowMs = Date.now();
+    items.forEach((bucket, i) => {
+      const x = left + i * slot;
+      const start = new Date(bucket.start).getTime();
+      const end = new Date(bucket.end).getTime();
+      if (start <= nowMs && nowMs < end) {
+        chart.append(svg("rect", { x, y: top, width: slot, height: plotH, class: "now" }));
+      }
+      const barW = Math.max(1, slot * 0.36);
+      const rh = (bucket.received / ceiling) * plotH;
+      const ch = (bucket.completed.total / ceiling) * plotH;
+      chart.append(svg("rect", { x: x + slot * 0.12, y: top + plotH - rh, width: barW, height: rh, class: "received" }));
+      chart.append(svg("rect", { x: x + slot * 0.12 + barW, y: top + plotH - ch, width: barW, height: ch, class: "completed" }));
+      if (i % labelEvery === 0) {
+        const label = svg("text", { x: x + slot / 2, y: height - 6, class: "axis", "text-anchor": "middle" });
+        label.textContent = I.hour(bucket.start);
+        chart.append(label);
+      }
+    });
+    holder.replaceChildren(chart);
+    const totals = data.totals || {};
+    $("services-note").textContent = I.t("chart.total", {
+      received: I.number(totals.received),
+      completed: I.number(totals.completed ? totals.completed.total : null),
+      online: I.percent(totals.online_share),
+    });
+  }
+
+  function niceStep(max) {
+    const raw = max / 4;
+    const power = 10 ** Math.floor(Math.log10(raw));
+    for (const factor of [1, 2, 5, 10]) if (raw <= factor * power) return factor * power;
+    return 10 * power;
+  }
+
+  function renderAlarms() {
+    const data = app.states.alarms;
+    const box = $("alarms");
+    if (!data) return;
+    const open = (data.items || []).filter((a) => a.state !== "resolved");
+    open.sort(
+      (a, b) =>
+        rank(a.severity) - rank(b.severity) ||
+        (a.state === "active" ? 0 : 1) - (b.state === "active" ? 0 : 1) ||
+        String(b.raised_at || "").localeCompare(String(a.raised_at || "")),
+    );
+    $("alarm-count").textContent = open.length ? I.number(open.length) : "";
+    const bySeverity = { critical: 0, warning: 0, info: 0 };
+    for (const alarm of open) {
+      if (alarm.severity in bySeverity) bySeverity[alarm.severity] += 1;
+    }
+    $("alarm-summary").textContent = open.length
+      ? I.t("alarms.summary", {
+          critical: I.number(bySeverity.critical),
+          warning: I.number(bySeverity.warning),
+          info: I.number(bySeverity.info),
+        })
+      : "";
+    box.replaceChildren();
+    if (!open.length) {
+      box.append(el("p", "empty calm", "✓ " + I.t("alarms.none")));
+      return;
+    }
+    for (const alarm of open) box.append(alarmCard(alarm));
+  }
+
+  function rank(severity) {
+    const value = SEVERITY_RANK[severity];
+    return value === undefined ? 5 : value;
+  }
+
+  function labelOf(prefix, value) {
+    if (value === undefined || value === null) return "";
+    const key = prefix + value;
+    return I.has(key) ? I.t(key) : String(value).replace(/[_.]/g, " ");
+  }
+
+  function alarmCard(alarm) {
+    const card = el("article", `alarm sev-${alarm.severity || "info"} state-${alarm.state}`);
+    card.dataset.alarmId = alarm.id;
+    const main = el("div", "alarm-main");
+    const head = el("div", "alarm-head");
+    head.append(el("span", "sev", labelOf("severity.", alarm.severity)));
+    head.append(el("span", "cause", labelOf("cause.", alarm.cause)));
+    const detail = alarmDetail(alarm);
+    if (detail) head.append(el("span", "alarm-detail", detail));
+    main.append(head);
+    const subject = [labelOf("kind.", alarm.subject_kind), alarm.subject].filter(Boolean).join(" ");
+    const meta = el("div", "alarm-meta", [subject, unitName(alarm.unit)].filter(Boolean).join(" · "));
+    if (alarm.raised_at) meta.append(el("span", "when", I.ago(alarm.raised_at)));
+    if (alarm.state === "acknowledged") {
+      const by = alarm.acknowledged && alarm.acknowledged.by;
+      meta.append(el("span", "acked", [I.t("alarms.acknowledged"), by && I.t("alarms.by", { by })].filter(Boolean).join(" ")));
+    }
+    main.append(meta);
+    card.append(main);
+    if (app.canAct) {
+      const actions = el("div", "alarm-actions");
+      if (alarm.state === "active") actions.append(actionButton(alarm, "ack"));
+      actions.append(actionButton(alarm, "resolve"));
+      card.append(actions);
+    }
+    return card;
+  }
+
+  /** What the alarm is about, from its structured detail (the summary in English). */
+  function alarmDetail(alarm) {
+    const detail = isObject(alarm.detail) ? alarm.detail : {};
+    if (I.lang === "en" && alarm.summary) return alarm.summary;
+    switch (alarm.cause) {
+      case "device_offline":
+        return detail.status
+          ? [labelOf("value.", detail.status), detail.since ? I.time(detail.since) : ""].filter(Boolean).join(" · ")
+          : "";
+      case "cluster_fault":
+        return (detail.clusters || [])
+          .map((c) => I.t("event.radio.cluster.fault", { cluster: c.cluster, value: labelOf("value.", c.fault) }))
+          .join("; ");
+      case "emergency_broadcast":
+        return (detail.broadcasts || []).map((b) => b.program).join("; ");
+      case "camera_alert":
+        return [labelOf("value.", detail.category), detail.plate].filter(Boolean).join(" · ");
+      case "dossier_overdue":
+        return [detail.due_at ? I.t("kpis.deadline", { date: I.date(detail.due_at) }) : "", ownerName(detail.agency)]
+          .filter(Boolean)
+          .join(" · ");
+      case "kpi_off_track":
+        return detail.latest ? `${detail.latest.period}: ${I.number(detail.latest.value)}` : "";
+      default:
+        return typeof alarm.summary === "string" ? alarm.summary : "";
+    }
+  }
+
+  function actionButton(alarm, action) {
+    const button = el("button", "act " + action, I.t(action === "ack" ? "alarms.ack" : "alarms.resolve"));
+    button.type = "button";
+    button.dataset.action = action;
+    button.addEventListener("click", () => act(alarm.id, action, button));
+    return button;
+  }
+
+  async function act(id, action, button) {
+    button.disabled = true;
+    let response;
+    try {
+      response = await fetch(`/api/v1/alarms/${encodeURIComponent(id)}/${action}`, {
+        method: "POST",
+        headers: Object.assign({ "Content-Type": "application/json" }, authHeaders()),
+        body: "{}",
+      });
+    } catch (error) {
+      button.disabled = false;
+      toast(I.t("alarms.failed", { detail: I.t("conn.offline") }), true);
+      return;
+    }
+    if (response.ok) {
+      toast(I.t("alarms.done." + action), false);
+      return;
+    }
+    button.disabled = false;
+    if (response.status === 403) {
+      app.canAct = false;
+      renderAlarms();
+      toast(I.t("alarms.forbidden"), true);
+    } else if (response.status === 401) {
+      showAuth("refused");
+    } else {
+      let detail = String(response.status);
+      try {
+        detail = (await response.json()).detail || detail;
+      } catch (_e) {
+        /* not JSON */
+      }
+      toast(I.t("alarms.failed", { detail }), true);
+    }
+  }
+
+  let toastTimer = null;
+  function toast(text, bad) {
+    const node = $("toast");
+    node.textContent = text;
+    node.classList.toggle("bad", bad);
+    node.hidden = false;
+    clearTimeout(toastTimer);
+    toastTimer = setTimeout(() => {
+      node.hidden = true;
+    }, 5000);
+  }
+
+  const STATUS_ORDER = { off_track: 0, on_track: 1, met: 2 };
+
+  function progressOf(kpi) {
+    if (!kpi.latest) return 0;
+    const value = kpi.latest.value;
+    const first = kpi.first ? kpi.first.value : null;
+    let share;
+    if (kpi.direction === "decrease") {
+      if (first !== null && first !== kpi.target && first > kpi.target) {
+        share = (first - value) / (first - kpi.target);
+      } else {
+        share = value <= kpi.target ? 1 : kpi.target / value;
+      }
+    } else if (kpi.target === 0) {
+      share = 1;
+    } else {
+      share = value / kpi.target;
+    }
+    return Math.max(0, Math.min(1, share));
+  }
+
+  function measured(value, measure) {
+    if (value === null || value === undefined) return "–";
+    return measure === "%" ? `${I.number(value)}%` : `${I.number(value)} ${measure}`;
+  }
+
+  function renderKpis() {
+    const data = app.states.kpis;
+    const box = $("kpis");
+    if (!data) return;
+    const items = (data.items || []).slice().sort(
+      (a, b) => (STATUS_ORDER[a.status] ?? 3) - (STATUS_ORDER[b.status] ?? 3) || compareKeys([a.code], [b.code]),
+    );
+    box.replaceChildren();
+    if (!items.length) {
+      box.append(el("p", "empty", I.t("kpis.none")));
+      return;
+    }
+    for (const kpi of items) {
+      const row = el("div", `kpi st-${kpi.status}`);
+      row.dataset.kpi = kpi.code;
+      const text = el("div", "kpi-text");
+      text.append(el("div", "kpi-name", kpi.name));
+      text.append(
+        el("div", "kpi-owner", [ownerName(kpi.owner), kpi.reference, I.t("kpis.deadline", { date: I.date(kpi.deadline + "T12:00:00+07:00") })].filter(Boolean).join(" · ")),
+      );
+      const bar = el("div", "kpi-bar");
+      const fill = el("span");
+      fill.style.width = Math.round(progressOf(kpi) * 100) + "%";
+      bar.append(fill);
+      text.append(bar);
+      const figures = el("div", "kpi-figures");
+      figures.append(el("div", "kpi-value", kpi.latest ? measured(kpi.latest.value, kpi.measure) : I.t("kpis.noValue")));
+      const value = figures.firstChild;
+      value.prepend(el("span", "chip " + kpi.status, I.t("status." + kpi.status)));
+      figures.append(el("div", "kpi-target", I.t("kpis.target", { target: measured(kpi.target, kpi.measure) })));
+      row.append(text, sparkline(kpi), figures);
+      box.append(row);
+      wantHistory(kpi);
+    }
+  }
+
+  function sparkline(kpi) {
+    const holder = el("div", "spark");
+    const history = app.kpiHistory.get(kpi.code);
+    const points = history && history.points;
+    if (!points || points.length < 2) return holder;
+    const width = 120;
+    const height = 40;
+    const values = points.map((p) => p.value).concat([kpi.target]);
+    const min = Math.min(...values);
+    const max = Math.max(...values);
+    const span = max - min || 1;
+    const y = (v) => 4 + (height - 8) * (1 - (v - min) / span);
+    const x = (i) => 2 + ((width - 4) * i) / (points.length - 1);
+    const chart = svg("svg", { viewBox: `0 0 ${width} ${height}`, class: "sparkline", "aria-hidden": "true" });
+    chart.append(svg("line", { x1: 0, x2: width, y1: y(kpi.target), y2: y(kpi.target), class: "target" }));
+    chart.append(svg("polyline", { points: points.map((p, i) => `${x(i)},${y(p.value)}`).join(" "), class: "line" }));
+    const last = points.length - 1;
+    chart.append(svg("circle", { cx: x(last), cy: y(points[last].value), r: 3, class: "last" }));
+    holder.append(chart);
+    return holder;
+  }
+
+  const historyQueue = [];
+  let historyRunning = 0;
+
+  function wantHistory(kpi) {
+    const version = JSON.stringify([kpi.latest, kpi.periods]);
+    const known = app.kpiHistory.get(kpi.code);
+    if (known && (known.version === version || known.loading === version)) return;
+    app.kpiHistory.set(kpi.code, { version: known ? known.version : null, loading: version, points: known && known.points });
+    historyQueue.push([kpi.code, version]);
+    pumpHistory();
+  }
+
+  function pumpHistory() {
+    while (historyRunning < 3 && historyQueue.length) {
+      const [code, version] = historyQueue.shift();
+      historyRunning += 1;
+      getJson(`/api/v1/kpis/${encodeURIComponent(code)}/history`)
+        .then((body) => {
+          app.kpiHistory.set(code, { version, loading: null, points: body.items });
+          changed("kpis");
+        })
+        .catch(() => {
+          app.kpiHistory.delete(code);
+        })
+        .finally(() => {
+          historyRunning -= 1;
+          pumpHistory();
+        });
+    }
+  }
+
+  function alarmFeedText(item) {
+    const data = item.data || {};
+    if (item.type === "Alarm.Resolved" && (data.automatic || data.by === "rules")) {
+      return I.t("event.Alarm.ResolvedAutomatically");
+    }
+    const key = "event." + item.type;
+    if (!I.has(key)) return item.type;
+    return I.t(key, { value: labelOf("cause.", data.cause), by: data.by || "" });
+  }
+
+  function feedText(item) {
+    const data = item.data || {};
+    if (item.type.startsWith("Alarm.")) return alarmFeedText(item);
+    const key = "event." + item.type;
+    let value = "";
+    if (item.type.endsWith(".status")) value = labelOf("value.", data.status);
+    else if (item.type === "radio.broadcast.started") value = labelOf("value.", data.kind);
+    else if (item.type === "radio.cluster.fault") value = labelOf("value.", data.fault);
+    else if (item.type === "camera.alert") value = labelOf("value.", data.category);
+    else if (item.type === "dossier.completed") value = labelOf("value.", data.result);
+    else if (item.type === "kpi.reported") value = I.number(data.value);
+    else if (item.type === "kpi.target_revised") value = I.number(data.target);
+    if (!I.has(key)) return item.type;
+    let text = I.t(key, { value, cluster: data.cluster, period: data.period });
+    const name = data.program || data.name || data.procedure_name;
+    if (name) text += ` – ${name}`;
+    return text;
+  }
+
+  function feedTone(item) {
+    const data = item.data || {};
+    if (item.type.startsWith("Alarm.")) {
+      if (item.type !== "Alarm.Raised") return "ok";
+      return data.severity === "critical" ? "bad" : data.severity === "warning" ? "warn" : "";
+    }
+    if (item.type === "radio.broadcast.started" && data.kind === "emergency") return "bad";
+    if (item.type === "camera.alert") return data.severity === "critical" ? "bad" : "warn";
+    if (item.type.endsWith(".status")) {
+      return data.status === "offline" ? "bad" : data.status === "degraded" ? "warn" : "ok";
+    }
+    if (item.type === "radio.cluster.fault") return "warn";
+    if (item.type === "dossier.completed") return "ok";
+    return "";
+  }
+
+  function renderFeed() {
+    const data = app.states.feed;
+    const box = $("feed");
+    if (!data) return;
+    const items = (data.items || []).slice(0, FEED_SHOWN);
+    box.replaceChildren();
+    if (!items.length) {
+      box.append(el("li", "empty", I.t("feed.none")));
+    }
+    for (const item of items) {
+      const row = el("li", "fitem " + feedTone(item));
+      if (!app.firstFeed && !app.seenFeed.has(item.position)) row.classList.add("fresh");
+      app.seenFeed.add(item.position);
+      row.append(el("time", "ftime", I.time(item.time)));
+      const body = el("div", "fbody");
+      body.append(el("div", "ftext", feedText(item)));
+      const data = item.data || {};
+      const subjectKind = item.subject_kind || data.subject_kind;
+      const kind = subjectKind ? labelOf("kind.", subjectKind) : "";
+      const subject = item.subject || data.subject || "";
+      const where = [kind && `${kind} ${subject}`, unitName(item.unit || data.unit)];
+      body.append(el("div", "fwhere", where.filter(Boolean).join(" · ")));
+      row.append(body);
+      box.append(row);
+    }
+    app.firstFeed = false;
+    if (app.seenFeed.size > 5000) app.seenFeed = new Set(items.map((i) => i.position));
+  }
+
+  function renderFooter() {
+    const positions = Object.values(app.positions);
+    $("position").textContent = positions.length ? I.t("footer.position", { position: I.number(Math.max(...positions)) }) : "";
+    $("updated").textContent = app.lastFrameAt ? I.t("footer.updated", { time: I.time(app.lastFrameAt) }) : "";
+  }
+
+  const RENDER = {
+    overview: renderOverview,
+    devices: renderDevices,
+    alarms: renderAlarms,
+    services: renderServices,
+    kpis: renderKpis,
+    feed: renderFeed,
+  };
+
+  // -- texts, clock, scope --------------------------------------------------------------
+
+  function applyTexts() {
+    document.documentElement.lang = I.lang;
+    for (const node of document.querySelectorAll("[data-i18n]")) node.textContent = I.t(node.dataset.i18n);
+    for (const node of document.querySelectorAll("[data-i18n-placeholder]")) {
+      node.placeholder = I.t(node.dataset.i18nPlaceholder);
+    }
+    $("lang").title = I.t("lang.switchTitle");
+    document.title = I.t("app.title");
+    renderProvince();
+    fillScopes();
+    tick();
+    if (app.connection !== "reconnecting") setConnection(app.connection);
+    const auth = $("auth");
+    if (!auth.hidden) $("auth-message").textContent = I.t("auth." + auth.dataset.reason);
+    renderAll();
+  }
+
+  function renderProvince() {
+    const root = app.root;
+    $("province").textContent = root ? ((I.lang === "en" && root.name_en) || root.name) : "";
+    $("demo").hidden = !app.demo;
+  }
+
+  function fillScopes() {
+    const select = $("scope");
+    const current = app.scope;
+    select.replaceChildren();
+    const all = el("option", "", I.t("scope.all"));
+    all.value = "";
+    select.append(all);
+    const depth = (unit) => {
+      let d = 0;
+      let u = unit;
+      while (u && u.parent && d < 5) {
+        d += 1;
+        u = app.units.get(u.parent);
+      }
+      return d;
+    };
+    const add = (parent) => {
+      for (const unit of app.units.values()) {
+        if (unit.parent !== parent) continue;
+        const option = el("option", "", "\u00a0\u00a0".repeat(depth(unit) - 1) + unitName(unit.code));
+        option.value = unit.code;
+        select.append(option);
+        add(unit.code);
+      }
+    };
+    if (app.root) add(app.root.code);
+    select.value = current;
+    if (select.value !== current) select.value = "";
+  }
+
+  function tick() {
+    const now = new Date();
+    $("clock-time").textContent = I.time(now);
+    $("clock-date").textContent = I.clock(now);
+  }
+
+  function changeScope(code) {
+    if (code === app.scope) return;
+    app.scope = code;
+    storage("set", SCOPE_KEY, code);
+    const url = new URL(window.location.href);
+    if (code) url.searchParams.set("unit", code);
+    else url.searchParams.delete("unit");
+    window.history.replaceState(window.history.state, "", url.pathname + url.search + url.hash);
+    app.states = {};
+    app.positions = {};
+    app.firstFeed = true;
+    for (const name of Object.keys(TOPICS)) subscribe(name, false);
+  }
+
+  // -- the key screen -------------------------------------------------------------------
+
+  function showAuth(reason) {
+    disconnect();
+    setConnection("offline");
+    const auth = $("auth");
+    auth.dataset.reason = reason;
+    $("auth-message").textContent = I.t("auth." + reason);
+    auth.hidden = false;
+    document.body.classList.add("locked");
+    $("auth-token").value = "";
+    $("auth-token").focus();
+  }
+
+  function hideAuth() {
+    $("auth").hidden = true;
+    document.body.classList.remove("locked");
+  }
+
+  // -- start ----------------------------------------------------------------------------
+
+  async function start() {
+    if (!token()) {
+      showAuth("missing");
+      return;
+    }
+    const status = await probe();
+    if (status === 401 || status === 403) {
+      showAuth("refused");
+      return;
+    }
+    if (status === 0 || status >= 500) {
+      showAuth("unavailable");
+      setTimeout(() => {
+        if ($("auth").dataset.reason === "unavailable") {
+          hideAuth();
+          start();
+        }
+      }, 5000);
+      return;
+    }
+    hideAuth();
+    try {
+      const [units, agencies] = await Promise.all([getJson("/api/v1/units"), getJson("/api/v1/agencies")]);
+      app.units = new Map(units.items.map((u) => [u.code, u]));
+      app.agencies = new Map(agencies.items.map((a) => [a.code, a]));
+      app.root = units.items.find((u) => !u.parent) || null;
+      app.demo = Boolean(units.demo);
+      if (app.scope && !app.units.has(app.scope)) app.scope = "";
+    } catch (error) {
+      console.warn("ops-room: reference data unavailable", error);
+    }
+    app.canAct = await mayActOnAlarms();
+    applyTexts();
+    connect();
+  }
+
+  /** Whether the key may acknowledge and resolve alarms (operator or admin), from
+   * GET /api/v1/me. A 403 on a real action hides the buttons as well. */
+  async function mayActOnAlarms() {
+    try {
+      const response = await fetch("/api/v1/me", { headers: authHeaders() });
+      if (!response.ok) return false;
+      const me = await response.json();
+      return Array.isArray(me.may) && me.may.includes("act");
+    } catch (_e) {
+      return true;
+    }
+  }
+
+  function init() {
+    readAddress();
+    $("lang").addEventListener("click", () => {
+      I.setLanguage(I.lang === "vi" ? "en" : "vi");
+      applyTexts();
+    });
+    $("scope").addEventListener("change", (event) => changeScope(event.target.value));
+    $("auth-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      const value = $("auth-token").value.trim();
+      if (!value) return;
+      memoryToken = value;
+      storage("set", TOKEN_KEY, value);
+      app.canAct = true;
+      start();
+    });
+    $("forget").addEventListener("click", () => {
+      storage("remove", TOKEN_KEY);
+      memoryToken = null;
+      showAuth("missing");
+    });
+    let resizing = null;
+    window.addEventListener("resize", () => {
+      clearTimeout(resizing);
+      resizing = setTimeout(() => changed("services"), 150);
+    });
+    // back on the network: reconnect now rather than at the end of the backoff
+    window.addEventListener("online", () => {
+      if (!socket && token() && $("auth").hidden) {
+        attempt = 0;
+        connect();
+      }
+    });
+    setInterval(tick, 1000);
+    setInterval(() => changed("alarms"), 30000);
+    applyTexts();
+    start();
+  }
+
+  window.opsRoom = {
+    get connection() {
+      return app.connection;
+    },
+    get states() {
+      return app.states;
+    },
+    get positions() {
+      return app.positions;
+    },
+    /** Frames received by op and topic (snapshots, deltas). */
+    get counts() {
+      return app.counts;
+    },
+    applyDelta,
+  };
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
+  else init();
+})();
