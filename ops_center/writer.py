@@ -73,6 +73,8 @@ class GroupCommitWriter:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self.stats = WriterStats()
+        #: Called on the event loop after each commit with (events, seconds); must not block.
+        self.on_commit: list[Callable[[int, float], None]] = []
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="group-commit-writer")
@@ -161,6 +163,11 @@ class GroupCommitWriter:
         stats.commit_seconds += elapsed
         if len(stats.batch_sizes) < 100_000:
             stats.batch_sizes.append(len(flat))
+        for listener in self.on_commit:
+            try:
+                listener(len(flat), elapsed)
+            except Exception:
+                log.exception("a commit listener failed")
         offset = 0
         for request in batch:
             n = len(request.submissions)

@@ -111,6 +111,8 @@ class Outbox:
         self.coalesced = 0
         #: The most frames ever waiting at once.
         self.high_water = 0
+        #: Error frames dropped while coalescing (only the latest `MAX_ERRORS` are kept).
+        self.dropped = 0
 
     def __len__(self) -> int:
         return len(self._frames)
@@ -147,5 +149,6 @@ class Outbox:
         errors = [f for f in ordered if not f.coalescible]
         if len(errors) > MAX_ERRORS:
             dropped = {id(f) for f in errors[: len(errors) - MAX_ERRORS]}
+            self.dropped += len(dropped)
             ordered = [f for f in ordered if id(f) not in dropped]
         self._frames = deque(ordered)

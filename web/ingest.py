@@ -22,7 +22,7 @@ from ops_center.errors import FORBIDDEN, UNKNOWN_TYPE, Rejection
 from ops_center.keys import Principal
 from ops_center.profile import Profile
 from ops_center.writer import WriterClosed
-from web.appkeys import PRINCIPAL, PROFILE, RATE_LIMITER, SETTINGS, WRITER
+from web.appkeys import METRICS, PRINCIPAL, PROFILE, RATE_LIMITER, SETTINGS, WRITER
 from web.problems import problem
 
 Mode = Literal["structured", "batch", "binary", "ndjson"]
@@ -225,6 +225,7 @@ async def post_events(request: web.Request) -> web.StreamResponse:
             entry.outcome = outcome
 
     results = [_result(e) for e in entries]
+    request.app[METRICS].count_results(results)
     counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
     for result in results:
         counts[result["status"]] += 1

@@ -9,13 +9,14 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from web.appkeys import KEYRING, PRINCIPAL, SETTINGS
+from web.metrics import metrics_token_accepted
 from web.problems import problem
 
 log = logging.getLogger(__name__)
 
 #: Paths served without a key: liveness, and the ops-room page shell (it carries no data
 #: and asks for a token itself).
-PUBLIC_PATHS = frozenset({"/healthz", "/"})
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/"})
 PUBLIC_PREFIXES = ("/static/",)
 
 
@@ -62,6 +63,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if token is None:
         detail = "send a key as 'Authorization: Bearer <key>'"
         return problem(401, detail, slug="missing-key", headers=challenge)
+    if path == "/metrics" and metrics_token_accepted(request, token):
+        return await handler(request)
     try:
         principal = await request.app[KEYRING].lookup(token)
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:

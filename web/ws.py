@@ -49,6 +49,7 @@ from web.appkeys import (
     STREAM_PUBLISHER,
     WEBSOCKETS,
 )
+from web.metrics import session_closed
 from web.problems import problem
 from web.queries import owners_within
 
@@ -105,6 +106,7 @@ async def get_ws(request: web.Request) -> web.StreamResponse:
                 break
     finally:
         hub.close_session(session)
+        session_closed(request.app, session.outbox)
         writer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await writer

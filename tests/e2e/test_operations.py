@@ -1,0 +1,236 @@
+"""Operations: /readyz, /metrics (Prometheus text) and request logs with request ids."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from typing import Any
+
+import orjson
+import pytest
+
+from web.appkeys import PROJECTIONS
+from web.logs import JsonFormatter, TextFormatter
+
+PROBLEM = "application/problem+json"
+TIMEOUT = 20
+
+#: One sample line of the text format: name, optional labels, a value.
+SAMPLE = re.compile(
+    r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*\})? '
+    r"(-?[0-9.e+]+|\+Inf|-Inf|NaN)$"
+)
+
+
+def parse_exposition(text: str) -> dict[str, dict[str, float]]:
+    """Samples by metric name, then by label string; asserts every line is well formed
+    and every family has HELP and TYPE before its samples."""
+    samples: dict[str, dict[str, float]] = {}
+    typed: set[str] = set()
+    assert text.endswith("\n")
+    for line in text.splitlines():
+        if line.startswith("# HELP "):
+            continue
+        if line.startswith("# TYPE "):
+            name, kind = line.split()[2:4]
+            assert kind in ("counter", "gauge", "histogram"), line
+            typed.add(name)
+            continue
+        match = SAMPLE.match(line)
+        assert match, f"malformed sample line: {line!r}"
+        name = match.group(1)
+        family = re.sub(r"_(bucket|sum|count)$", "", name)
+        assert name in typed or family in typed, f"sample before its TYPE: {line!r}"
+        samples.setdefault(name, {})[match.group(2) or ""] = float(match.group(4))
+    return samples
+
+
+async def metrics(api: Any, key: Any) -> dict[str, dict[str, float]]:
+    async with api.client.get("/metrics", headers=key.headers) as response:
+        assert response.status == 200, await response.text()
+        assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        return parse_exposition(await response.text())
+
+
+async def test_readyz_answers_200_without_a_key_when_store_and_projections_are_current(
+    make_api: Any, ce: Any
+) -> None:
+    api = await make_api()
+    (position,) = await api.ingest(ce.event("camera.registered"))
+    async with asyncio.timeout(TIMEOUT):
+        await api.app[PROJECTIONS].wait_for(position)
+    reply = await api.get("/readyz", key=None)
+    assert reply.status == 200, reply.body
+    assert reply.body["status"] == "ready"
+    checks = reply.body["checks"]
+    assert checks["store"] == {"ok": True, "head": checks["store"]["head"]}
+    assert checks["store"]["head"] >= position
+    assert checks["projections"]["ok"] is True
+    assert set(checks["projections"]["lag"]) == set(api.app[PROJECTIONS].runners)
+
+
+async def test_readyz_answers_503_naming_a_projection_that_lags_behind(
+    make_api: Any, ce: Any
+) -> None:
+    """A projection stopped while events arrive is behind by more than the threshold."""
+    api = await make_api(ready_max_lag=1)
+    runner = api.app[PROJECTIONS]["devices"]
+    await runner.stop()
+    await api.ingest(*(ce.event("camera.registered") for _ in range(3)))
+    reply = await api.get("/readyz", key=None)
+    assert reply.status == 503, reply.body
+    assert reply.content_type == PROBLEM
+    assert reply.headers["Retry-After"]
+    assert reply.body["type"] == "urn:ops-center:problem:not-ready"
+    assert reply.body["failing"] == ["projections"]
+    projections = reply.body["checks"]["projections"]
+    assert "devices" in projections["behind"]
+    assert projections["lag"]["devices"] >= 3
+    assert reply.body["checks"]["store"]["ok"] is True
+
+
+async def test_metrics_need_an_admin_key_or_the_metrics_token(
+    make_api: Any, make_key: Any, admin_key: Any
+) -> None:
+    api = await make_api(metrics_token="scrape-secret-123")
+    assert (await api.get("/metrics", key=None)).status == 401
+    assert (await api.get("/metrics", key=make_key("viewer"))).status == 403
+    assert (await api.get("/metrics", key=make_key("operator"))).status == 403
+    assert (await api.get("/metrics")).status == 403  # integration
+    async with api.client.get("/metrics", headers={"Authorization": "Bearer wrong"}) as r:
+        assert r.status == 401
+    async with api.client.get(
+        "/metrics", headers={"Authorization": "Bearer scrape-secret-123"}
+    ) as r:
+        assert r.status == 200
+        parse_exposition(await r.text())
+    await metrics(api, admin_key)
+
+
+async def test_metrics_count_ingest_commits_projections_http_and_websockets(
+    make_api: Any, admin_key: Any, viewer_key: Any, ce: Any
+) -> None:
+    api = await make_api()
+    before = await metrics(api, admin_key)
+    code = ce.code("camera.registered")
+    good = ce.event("camera.registered", code)
+    bad = ce.event("camera.status", ce.code("camera.registered"), status="online")  # unknown
+    invalid = ce.event("camera.status", code, status="exploded")
+    reply = await api.batch([good, bad, invalid])
+    assert [r["status"] for r in reply.results] == ["accepted", "rejected", "rejected"]
+    again = await api.batch([good])
+    assert again.results[0]["status"] == "duplicate"
+    async with asyncio.timeout(TIMEOUT):
+        await api.app[PROJECTIONS].wait_for(reply.results[0]["position"])
+    ws = await api.client.ws_connect("/ws", headers=viewer_key.headers)
+    await ws.send_str('{"op": "subscribe", "topic": "overview"}')
+    await ws.receive(timeout=TIMEOUT)
+
+    after = await metrics(api, admin_key)
+
+    def delta(name: str, labels: str = "") -> float:
+        return after.get(name, {}).get(labels, 0.0) - before.get(name, {}).get(labels, 0.0)
+
+    assert delta("ops_center_ingest_events_total", '{outcome="accepted"}') == 1
+    assert delta("ops_center_ingest_events_total", '{outcome="duplicate"}') == 1
+    assert delta("ops_center_ingest_events_total", '{outcome="rejected"}') == 2
+    assert delta("ops_center_ingest_rejections_total", '{code="unknown_subject"}') == 1
+    assert delta("ops_center_ingest_rejections_total", '{code="invalid_data"}') == 1
+    # two group commits at least (the batch, the duplicate), each observed once
+    assert delta("ops_center_commit_batch_events_count") >= 2
+    assert delta("ops_center_commit_seconds_count") == delta("ops_center_commit_batch_events_count")
+    assert (
+        after["ops_center_commit_batch_events_bucket"]['{le="+Inf"}']
+        == (after["ops_center_commit_batch_events_count"][""])
+    )
+    assert after["ops_center_store_up"][""] == 1
+    assert after["process_resident_memory_bytes"][""] > 10_000_000
+    assert after["process_cpu_seconds_total"][""] > 0
+    assert after["ops_center_event_log_head"][""] >= reply.results[0]["position"]
+    positions = after["ops_center_projection_position"]
+    assert positions['{projection="devices"}'] >= reply.results[0]["position"]
+    assert set(after["ops_center_projection_lag_events"]) == set(positions)
+    assert after["ops_center_ws_clients"][""] == 1
+    assert after["ops_center_ws_subscriptions"][""] == 1
+    assert "ops_center_ws_coalesced_total" in after
+    assert "ops_center_ws_dropped_frames_total" in after
+    label = '{method="POST",route="/api/v1/events",status="200"}'
+    assert delta("ops_center_http_requests_total", label) == 2
+    assert after["ops_center_http_request_seconds_count"]['{route="/api/v1/events"}'] >= 2
+    await ws.close()
+
+
+async def test_every_request_is_logged_once_with_its_request_id_and_no_secret(
+    make_api: Any, viewer_key: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    api = await make_api()
+    caplog.set_level(logging.INFO, logger="ops_center.requests")
+    async with api.client.get(
+        f"/api/v1/units?token={viewer_key.secret}", headers={"X-Request-Id": "req-abc.123"}
+    ) as response:
+        assert response.status == 200
+        assert response.headers["X-Request-Id"] == "req-abc.123"
+    async with api.client.get(
+        "/api/v1/agencies",
+        headers={**viewer_key.headers, "X-Request-Id": "bad id <script>" + "x" * 200},
+    ) as response:
+        assert response.status == 200
+        made_up = response.headers["X-Request-Id"]
+        assert re.fullmatch(r"[0-9a-f]{32}", made_up)
+    ws = await api.client.ws_connect(
+        "/ws", headers={**viewer_key.headers, "X-Request-Id": "ws-req-1"}
+    )
+    assert ws._response.headers["X-Request-Id"] == "ws-req-1"
+    await ws.close()
+
+    for _ in range(TIMEOUT * 20):  # the WebSocket's line is written when it has closed
+        if any(r.fields["route"] == "/ws" for r in caplog.records):
+            break
+        await asyncio.sleep(0.05)
+    records = [r for r in caplog.records if r.name == "ops_center.requests"]
+    assert [r.fields["request_id"] for r in records] == ["req-abc.123", made_up, "ws-req-1"]
+    units = records[0].fields
+    assert units["method"] == "GET"
+    assert units["route"] == "/api/v1/units"
+    assert units["status"] == 200
+    assert units["duration_ms"] >= 0
+    assert units["path"] == "/api/v1/units?token=REDACTED"
+    assert units["key"] == viewer_key.name
+    assert records[2].fields["status"] == 101
+    for formatter in (JsonFormatter(), TextFormatter()):
+        for record in records:
+            line = formatter.format(record)
+            assert viewer_key.secret not in line
+            assert "Bearer" not in line
+    entry = orjson.loads(JsonFormatter().format(records[0]))
+    assert entry["request_id"] == "req-abc.123"
+    assert entry["level"] == "INFO"
+    assert entry["logger"] == "ops_center.requests"
+    assert entry["path"] == "/api/v1/units?token=REDACTED"
+
+
+async def test_unknown_paths_are_counted_under_one_route_label(
+    make_api: Any, admin_key: Any
+) -> None:
+    """Scanners probing random paths cannot blow up the metrics' label sets."""
+    api = await make_api()
+    for n in range(5):
+        assert (await api.get(f"/no/such/path/{n}", key=admin_key)).status == 404
+    after = await metrics(api, admin_key)
+    routes = after["ops_center_http_requests_total"]
+    assert routes['{method="GET",route="unmatched",status="404"}'] == 5
+    assert not any("/no/such" in labels for labels in routes)
+
+
+async def test_readyz_answers_503_once_shutdown_has_begun(make_api: Any) -> None:
+    """The shutdown hook marks the node not ready before connections are closed."""
+    api = await make_api()
+    assert (await api.get("/readyz", key=None)).status == 200
+    for hook in api.app.on_shutdown:
+        if hook.__module__ == "web.ready":
+            await hook(api.app)
+    reply = await api.get("/readyz", key=None)
+    assert reply.status == 503
+    assert reply.body["failing"] == ["started"]
+    assert reply.body["checks"]["started"]["components"]["serving"] is False
