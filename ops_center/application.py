@@ -12,6 +12,7 @@ event by event after reloading the subjects.
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from eventsourcing.persistence import (
     Transcoder,
 )
 from eventsourcing.utils import get_topic
+from psycopg.errors import PipelineAborted
 
 from ops_center.catalogue import EventType
 from ops_center.cloudevents import CloudEvent
@@ -41,6 +43,10 @@ log = logging.getLogger(__name__)
 
 #: Attempts to record one event when other nodes keep changing its subject concurrently.
 SINGLE_ATTEMPTS: Final = 3
+#: Seconds after a failure to reach the store during which batches are refused at once
+#: (`StoreUnavailable`) instead of each waiting out the connection timeouts again; the
+#: first batch after that tries the store again.
+UNREACHABLE_HOLD: Final = 1.0
 
 
 class StoreUnavailable(Exception):
@@ -104,6 +110,8 @@ class OpsCenter(Application[UUID]):
         self._cache: OrderedDict[UUID, Aggregate] = OrderedDict()
         self._absent: set[UUID] = set()
         self._cache_size = cache_size
+        #: `time.monotonic()` until which the store counts as unreachable (see ingest).
+        self._unreachable_until = 0.0
 
     def construct_transcoder(self) -> Transcoder:
         return OrjsonTranscoder()
@@ -121,8 +129,12 @@ class OpsCenter(Application[UUID]):
     def ingest(self, batch: Sequence[Submission]) -> list[Outcome]:
         """Decide on and store a batch in one transaction; one outcome per submission.
 
-        Raises `StoreUnavailable` when the database cannot be reached (nothing stored).
+        Raises `StoreUnavailable` when the database cannot be reached (nothing stored),
+        and at once, without trying, for `UNREACHABLE_HOLD` seconds after such a failure:
+        requests queued behind a failing commit are answered promptly.
         """
+        if time.monotonic() < self._unreachable_until:
+            raise StoreUnavailable("the event store was unreachable a moment ago")
         try:
             try:
                 return self._ingest(batch, retry_singly=True)
@@ -132,6 +144,8 @@ class OpsCenter(Application[UUID]):
                 return [self._ingest_single(sub) for sub in batch]
         except (OperationalError, InterfaceError) as exc:
             self._cache.clear()
+            self._unreachable_until = time.monotonic() + UNREACHABLE_HOLD
+            log.warning("event store unavailable: %s: %s", type(exc).__name__, exc)
             raise StoreUnavailable(str(exc)) from exc
 
     def _ingest(self, batch: Sequence[Submission], *, retry_singly: bool) -> list[Outcome]:
@@ -247,7 +261,15 @@ class OpsCenter(Application[UUID]):
         processing = ProcessingEvent[UUID]()
         processing.events.extend(events)
         processing.saved_kwargs["receipts"] = receipts
-        return self._record(processing)
+        try:
+            return self._record(processing)
+        except OperationalError as exc:
+            if isinstance(exc.__cause__, PipelineAborted):
+                # The insert runs in a pipeline: when a concurrent writer stored the same
+                # event or aggregate version first, the unique violation can surface as
+                # the aborted pipeline of the statement after it. The store is fine.
+                raise IntegrityError(f"refused by the store: {exc}") from exc
+            raise
 
     def _preload(self, ids: set[UUID]) -> None:
         """Load every uncached aggregate of a batch in one query; absent ones stay absent."""

@@ -1,4 +1,4 @@
-"""The ``ops-center`` command line: serve, keys, bench, projections, watch.
+"""The ``ops-center`` command line: serve, keys, bench, projections, watch, demo, simulate.
 
 Every command that needs the database takes ``--data-dir`` (the embedded PostgreSQL's
 folder) or uses ``DATABASE_URL`` when it is set, so the same commands work against the
@@ -51,8 +51,10 @@ def database_url(settings: Settings) -> Iterator[str]:
 
 def _serve(args: argparse.Namespace) -> int:
     from web.app import create_app, run
+    from web.logs import configure_logging
 
     settings = _settings(args)
+    configure_logging(settings.log_format)
     app = create_app(settings)
     where = (
         "DATABASE_URL" if settings.database_url else f"embedded PostgreSQL in {settings.data_dir}"
@@ -118,6 +120,26 @@ def _watch(args: argparse.Namespace) -> int:
     from ops_center.watch import main as watch
 
     return watch(args)
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from ops_center.loadgen import main as simulate
+
+    if (args.rate is not None and args.rate <= 0) or (
+        args.duration is not None and args.duration <= 0
+    ):
+        print("ops-center simulate: --rate and --duration must be positive", file=sys.stderr)
+        return 2
+    return simulate(args.url, args.key, rate=args.rate, duration=args.duration, seed=args.seed)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from ops_center.demo import main as demo
+
+    if args.speed <= 0 or args.history < 0:
+        print("ops-center demo: --speed must be positive, --history not negative", file=sys.stderr)
+        return 2
+    return demo(_settings(args), speed=args.speed, history_hours=args.history, seed=args.seed)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -195,6 +217,49 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_watch_arguments(watch)
     watch.set_defaults(handler=_watch)
+
+    demo = commands.add_parser(
+        "demo", help="serve on the embedded default and drive a simulated province through it"
+    )
+    demo.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    demo.add_argument("--port", type=int, help="port to listen on (default 8080)")
+    data_dir_option(demo)
+    demo.add_argument(
+        "--speed",
+        type=float,
+        default=60.0,
+        help="simulated seconds per real second (default 60: an hour a minute)",
+    )
+    demo.add_argument(
+        "--history",
+        type=float,
+        default=48.0,
+        metavar="HOURS",
+        help="hours of history sent first when the event log is empty (default 48)",
+    )
+    demo.add_argument("--seed", type=int, help="seed of the simulation (default: random)")
+    demo.set_defaults(handler=_demo)
+
+    simulate = commands.add_parser(
+        "simulate", help="load generator: the simulated province against a running server"
+    )
+    simulate.add_argument("--url", required=True, help="the server, e.g. http://127.0.0.1:8080")
+    simulate.add_argument(
+        "--key",
+        required=True,
+        help="an integration key allowed radio.*, camera.*, dossier.*, kpi.*",
+    )
+    simulate.add_argument(
+        "--rate",
+        type=float,
+        metavar="EVENTS_PER_S",
+        help="offered rate (default: as fast as acked)",
+    )
+    simulate.add_argument(
+        "--duration", type=float, metavar="S", help="seconds to run (default: until Ctrl-C)"
+    )
+    simulate.add_argument("--seed", type=int, help="seed of the simulation (default: random)")
+    simulate.set_defaults(handler=_simulate)
     return parser
 
 

@@ -22,6 +22,8 @@ from typing import Final, Literal
 Role = Literal["integration", "viewer", "operator", "admin"]
 ROLES: Final[tuple[Role, ...]] = ("integration", "viewer", "operator", "admin")
 Permission = Literal["ingest", "read", "act"]
+#: Every permission, in the order the roles grow.
+PERMISSIONS: tuple[Permission, ...] = ("read", "act", "ingest")
 
 _GRANTS: Final[dict[Role, frozenset[Permission]]] = {
     "integration": frozenset({"ingest"}),

@@ -46,6 +46,9 @@ class Settings:
     key_cache_seconds: float = 5.0
     #: ``Retry-After`` sent with 503 when the event store is unavailable.
     unavailable_retry_after: int = 5
+    #: How long startup waits for an external PostgreSQL that is not reachable yet, in
+    #: seconds (it retries with a pause and logs each attempt); 0 fails at once.
+    startup_wait_seconds: float = 60.0
     #: Seconds of a key's rate a bucket may hold (burst).
     rate_burst_seconds: float = 2.0
     #: Largest message a WebSocket client may send, in bytes (the connection closes above).
@@ -70,6 +73,28 @@ class Settings:
     #: Prefix of the Redis keys of the stream bus (several deployments may share a Redis).
     redis_namespace: str = "ops-center"
 
+    # Alarms
+    #: Whether this node runs the alarm rules (one node at a time runs them, elected by an
+    #: advisory lock; the others stand by).
+    alarm_rules: bool = True
+    #: Seconds a camera must stay offline/degraded, or a station offline, before it raises.
+    alarm_offline_grace_seconds: float = 300.0
+    #: Seconds a critical camera alert keeps its alarm open after the camera's latest one.
+    alarm_alert_hold_seconds: float = 1800.0
+    #: Seconds after its due time an open dossier raises.
+    alarm_dossier_grace_seconds: float = 0.0
+    #: Seconds between evaluations of the clock without new events (due times, grace).
+    alarm_tick_seconds: float = 5.0
+
+    # Operations
+    #: ``/readyz`` answers 503 when a projection is more than this many events behind the log.
+    ready_max_lag: int = 10_000
+    #: Log lines as ``json`` (one object per line, for collectors) or ``text`` (people).
+    log_format: str = "text"
+    #: A secret that also opens ``/metrics`` (for Prometheus' ``authorization``), besides
+    #: admin keys; None: admin keys only.
+    metrics_token: str | None = None
+
     def replace(self, **changes: Any) -> Settings:
         """A copy with the given fields changed; None values are ignored."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -91,6 +116,8 @@ class Settings:
                 values[name] = float(raw)
             elif kind in ("Path", "Path | None"):
                 values[name] = Path(raw)
+            elif kind == "bool":
+                values[name] = raw.strip().lower() in ("1", "true", "yes", "on")
             elif kind == "tuple[str, ...]":
                 values[name] = tuple(part.strip() for part in raw.split(",") if part.strip())
             else:
@@ -114,6 +141,7 @@ ENV: dict[str, str] = {
     "aggregate_cache_size": "OPS_CENTER_AGGREGATE_CACHE_SIZE",
     "key_cache_seconds": "OPS_CENTER_KEY_CACHE_SECONDS",
     "unavailable_retry_after": "OPS_CENTER_UNAVAILABLE_RETRY_AFTER",
+    "startup_wait_seconds": "OPS_CENTER_STARTUP_WAIT_SECONDS",
     "rate_burst_seconds": "OPS_CENTER_RATE_BURST_SECONDS",
     "ws_max_message_bytes": "OPS_CENTER_WS_MAX_MESSAGE_BYTES",
     "ws_heartbeat_seconds": "OPS_CENTER_WS_HEARTBEAT_SECONDS",
@@ -125,4 +153,12 @@ ENV: dict[str, str] = {
     "stream_refresh_seconds": "OPS_CENTER_STREAM_REFRESH_SECONDS",
     "stream_grace_seconds": "OPS_CENTER_STREAM_GRACE_SECONDS",
     "redis_namespace": "OPS_CENTER_REDIS_NAMESPACE",
+    "alarm_rules": "OPS_CENTER_ALARM_RULES",
+    "alarm_offline_grace_seconds": "OPS_CENTER_ALARM_OFFLINE_GRACE_SECONDS",
+    "alarm_alert_hold_seconds": "OPS_CENTER_ALARM_ALERT_HOLD_SECONDS",
+    "alarm_dossier_grace_seconds": "OPS_CENTER_ALARM_DOSSIER_GRACE_SECONDS",
+    "alarm_tick_seconds": "OPS_CENTER_ALARM_TICK_SECONDS",
+    "ready_max_lag": "OPS_CENTER_READY_MAX_LAG",
+    "log_format": "OPS_CENTER_LOG_FORMAT",
+    "metrics_token": "OPS_CENTER_METRICS_TOKEN",
 }

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 from urllib.parse import unquote, urlsplit
 from uuid import UUID
 
 import orjson
 from eventsourcing.persistence import StoredEvent, Transcoder
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
-from psycopg import Cursor
+from eventsourcing.utils import retry
+from psycopg import Cursor, InterfaceError, OperationalError
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
@@ -60,8 +61,20 @@ class OrjsonTranscoder(Transcoder):
         return state
 
 
+#: Attempts of one insert that fails to connect or loses its connection. The first retry
+#: replaces a pooled connection that a database restart broke. The library's own default
+#: (10 attempts, each waiting up to the connect timeout for a connection) held every
+#: request queued behind the writer for about 30 s when the database was down, where the
+#: contract wants a prompt 503.
+INSERT_ATTEMPTS: Final = 3
+
+
 class IngestRecorder(PostgresApplicationRecorder):
     """The library's application recorder plus the ingest receipts table."""
+
+    insert_events = retry(
+        (InterfaceError, OperationalError), max_attempts=INSERT_ATTEMPTS, wait=0.1
+    )(PostgresApplicationRecorder.insert_events.__wrapped__)
 
     def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"):
         super().__init__(datastore, events_table_name=events_table_name)
@@ -104,11 +117,19 @@ class IngestRecorder(PostgresApplicationRecorder):
         self,
         curs: Cursor[DictRow],
         stored_events: Sequence[StoredEvent],
-        **_: Any,
+        **kwargs: Any,
     ) -> None:
         # Same statement shape as the library's, but with one array per column sent in
         # binary: the library's array of composite values is dumped as text with regex
         # escaping of every bytea, which costs more than the insert itself (profiled).
+        #
+        # The receipts go last, on their own cursor, and neither insert is a prepared
+        # statement: these run in a pipeline, and when a statement fails there (a
+        # concurrent node stored the same event: unique violation), the server skips
+        # what follows while psycopg still records a statement prepared in that pipeline
+        # as existing, so the connection's next use of it fails with "prepared statement
+        # does not exist" (found by tests/integration/test_idempotency_machine.py). The
+        # library's lock statement, which it prepares, therefore runs first.
         self._lock_table(curs)
         self._notify_channel(curs)
         curs.execute(
@@ -120,19 +141,15 @@ class IngestRecorder(PostgresApplicationRecorder):
                 [e.state for e in stored_events],
             ],
             binary=True,
+            prepare=False,
         )
-
-    def _insert_events(
-        self,
-        curs: Cursor[DictRow],
-        stored_events: Sequence[StoredEvent],
-        **kwargs: Any,
-    ) -> None:
         receipts: Sequence[Receipt] | None = kwargs.get("receipts")
         if receipts:
             columns = list(zip(*receipts, strict=True))
-            curs.execute(self._insert_receipts, [list(c) for c in columns], binary=True)
-        super()._insert_events(curs, stored_events, **kwargs)
+            with curs.connection.cursor() as receipts_cursor:
+                receipts_cursor.execute(
+                    self._insert_receipts, [list(c) for c in columns], binary=True, prepare=False
+                )
 
     def select_many(self, originator_ids: Sequence[UUID]) -> dict[UUID, list[StoredEvent]]:
         """The stored events of several aggregates in one query, in version order."""

@@ -4,6 +4,8 @@
   session and dropped at its end (``WITH (FORCE)``), on the server of ``TEST_DATABASE_URL`` if
   set, else on an embedded PostgreSQL started in a temporary folder. Tests never touch other
   databases, even on a shared server.
+* ``empty_database_url``: another such database, new for one test (no tables), for tests of
+  what happens on a first start.
 * ``redis_url``: ``TEST_REDIS_URL`` if set, else an embedded in-memory Redis, started only if
   a test asks for it.
 * ``embedded_redis``: always an embedded Redis (an `EmbeddedRedis`), for tests that restart it.
@@ -18,6 +20,7 @@ import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -57,29 +60,46 @@ def server_dir() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
-def database_url() -> Iterator[str]:
-    """DSN (URL) of a private database for this test session."""
+def postgres_server() -> Iterator[str]:
+    """URL of the PostgreSQL server: TEST_DATABASE_URL, or an embedded one."""
     server_url = os.environ.get("TEST_DATABASE_URL")
-    server: EmbeddedPostgres | None = None
-    if not server_url:
-        server = EmbeddedPostgres(_server_folder() / "data")
-        server_url = server.start()
-    dbname = f"ops_test_{secrets.token_hex(6)}"
+    if server_url:
+        yield server_url
+        return
+    server = EmbeddedPostgres(_server_folder() / "data")
     try:
-        with psycopg.connect(server_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
-        try:
-            yield _with_database(server_url, dbname)
-        finally:
-            with psycopg.connect(server_url, autocommit=True) as conn:
-                conn.execute(
-                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                        sql.Identifier(dbname)
-                    )
-                )
+        yield server.start()
     finally:
-        if server is not None:
-            server.stop()
+        server.stop()
+
+
+@contextmanager
+def _private_database(server_url: str) -> Iterator[str]:
+    """A new database on the server, dropped (``WITH (FORCE)``) afterwards."""
+    dbname = f"ops_test_{secrets.token_hex(6)}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+    try:
+        yield _with_database(server_url, dbname)
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname))
+            )
+
+
+@pytest.fixture(scope="session")
+def database_url(postgres_server: str) -> Iterator[str]:
+    """DSN (URL) of a private database for this test session."""
+    with _private_database(postgres_server) as url:
+        yield url
+
+
+@pytest.fixture
+def empty_database_url(postgres_server: str) -> Iterator[str]:
+    """DSN (URL) of a new, empty database for one test (no tables yet)."""
+    with _private_database(postgres_server) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -23,7 +24,8 @@ from ops_center.ratelimit import RateLimiter
 from ops_center.settings import Settings
 from ops_center.writer import GroupCommitWriter
 from projections.registry import create_projections
-from projections.runner import ProjectionSet
+from projections.runner import SETUP_LOCK, ProjectionSet
+from web.alarms import add_alarm_routes
 from web.appkeys import (
     DATABASE_URL,
     DB_POOL,
@@ -38,10 +40,14 @@ from web.appkeys import (
 )
 from web.health import get_healthz
 from web.ingest import post_events
+from web.logs import add_request_logs, request_middleware
+from web.metrics import add_metrics_routes
 from web.middleware import auth_middleware, problems_middleware
 from web.openapi import add_openapi_routes
+from web.page import add_page_routes
 from web.queries import add_query_routes
-from web.reference import get_agencies, get_units
+from web.ready import add_ready_routes
+from web.reference import get_agencies, get_me, get_units
 from web.ws import add_stream_routes
 
 log = logging.getLogger(__name__)
@@ -66,10 +72,33 @@ async def database(app: web.Application) -> AsyncIterator[None]:
         await asyncio.to_thread(server.stop)
 
 
+async def connect_pool(url: str, wait_seconds: float) -> asyncpg.Pool:
+    """An asyncpg pool on `url`, waiting up to `wait_seconds` for the server to accept
+    connections (a database started beside the server may still be starting)."""
+    deadline = time.monotonic() + wait_seconds
+    pause = 0.5
+    while True:
+        try:
+            pool: asyncpg.Pool = await asyncpg.create_pool(url, min_size=1, max_size=10)
+            return pool
+        except (OSError, asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError) as exc:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise
+            log.warning(
+                "PostgreSQL is not reachable yet (%s); retrying for %.0f more seconds",
+                exc or type(exc).__name__,
+                left,
+            )
+            await asyncio.sleep(min(pause, left))
+            pause = min(pause * 2, 5.0)
+
+
 async def read_pool(app: web.Application) -> AsyncIterator[None]:
     """The asyncpg pool for keys and queries, and the keyring on top of it."""
-    pool = await asyncpg.create_pool(app[DATABASE_URL], min_size=1, max_size=10)
-    async with pool.acquire() as conn:
+    pool = await connect_pool(app[DATABASE_URL], app[SETTINGS].startup_wait_seconds)
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", SETUP_LOCK)
         await conn.execute(KEYS_SCHEMA)
     app[DB_POOL] = pool
     app[KEYRING] = Keyring(pool, ttl=app[SETTINGS].key_cache_seconds)
@@ -80,11 +109,18 @@ async def read_pool(app: web.Application) -> AsyncIterator[None]:
 
 
 async def event_store(app: web.Application) -> AsyncIterator[None]:
-    """The eventsourcing application (creates its tables on first start)."""
+    """The eventsourcing application (creates its tables on first start, holding the
+    setup lock so that nodes starting together on a new database do not race)."""
     settings = app[SETTINGS]
-    store = await asyncio.to_thread(
-        OpsCenter, app[DATABASE_URL], cache_size=settings.aggregate_cache_size
-    )
+    pool: asyncpg.Pool = app[DB_POOL]
+    async with pool.acquire() as conn:
+        await conn.execute("SELECT pg_advisory_lock($1)", SETUP_LOCK)
+        try:
+            store = await asyncio.to_thread(
+                OpsCenter, app[DATABASE_URL], cache_size=settings.aggregate_cache_size
+            )
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", SETUP_LOCK)
     app[EVENT_STORE] = store
     try:
         yield
@@ -128,7 +164,7 @@ async def projection_runners(app: web.Application) -> AsyncIterator[None]:
 def create_app(settings: Settings) -> web.Application:
     """Build the server for these settings; resources start when the app starts."""
     app = web.Application(
-        middlewares=[problems_middleware, auth_middleware],
+        middlewares=[request_middleware, problems_middleware, auth_middleware],
         client_max_size=settings.max_body_bytes,
     )
     app[SETTINGS] = settings
@@ -140,9 +176,15 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_post("/api/v1/events", post_events)
     app.router.add_get("/api/v1/units", get_units)
     app.router.add_get("/api/v1/agencies", get_agencies)
+    app.router.add_get("/api/v1/me", get_me)
     add_query_routes(app)
     add_openapi_routes(app)
     add_stream_routes(app)
+    add_alarm_routes(app)
+    add_page_routes(app)
+    add_metrics_routes(app)
+    add_ready_routes(app)
+    add_request_logs(app)
     return app
 
 

@@ -11,8 +11,11 @@ from aiohttp import web
 from ops_center.application import OpsCenter
 from ops_center.keys import Principal
 from ops_center.keystore import Keyring
+from ops_center.metrics import Metrics
 from ops_center.profile import Profile
 from ops_center.ratelimit import RateLimiter
+from ops_center.rules.engine import AlarmDesk
+from ops_center.rules.runner import RulesRunner
 from ops_center.settings import Settings
 from ops_center.writer import GroupCommitWriter
 from projections.runner import ProjectionSet
@@ -31,8 +34,14 @@ KEYRING = web.AppKey("keyring", Keyring)
 RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 #: Set once every resource has started; /healthz answers 200 only then.
 READY = web.AppKey("ready", dict[str, bool])
+#: The Prometheus metrics of this node (``GET /metrics``, `web.metrics`).
+METRICS = web.AppKey("metrics", Metrics)
 #: The projection runners of this node (one active runner per projection across nodes).
 PROJECTIONS = web.AppKey("projections", ProjectionSet)
+#: Alarms in the event store (rules and operators' actions), and this node's rules runner
+#: (absent when `Settings.alarm_rules` is off).
+ALARM_DESK = web.AppKey("alarm_desk", AlarmDesk)
+ALARM_RULES = web.AppKey("alarm_rules", RulesRunner)
 #: This node's stream hub (WebSocket subscriptions) and the publisher of changes.
 STREAM_HUB = web.AppKey("stream_hub", Hub)
 STREAM_PUBLISHER = web.AppKey("stream_publisher", Publisher)
@@ -42,3 +51,5 @@ WEBSOCKETS: web.AppKey[
 ] = web.AppKey("websockets")
 
 PRINCIPAL = web.RequestKey("principal", Principal)
+#: The request id (``X-Request-Id``, accepted or made up) of the request log (`web.logs`).
+REQUEST_ID = web.RequestKey("request_id", str)

@@ -16,6 +16,7 @@ from aiohttp import web
 from ops_center.catalogue import CATALOGUE, PILLARS
 from projections.kpis import STATUSES
 from projections.timeutil import BUCKETS
+from web.alarms_openapi import ALARM_PATHS, ALARM_SCHEMAS
 
 JSON_TYPE: Final = "application/json"
 PROBLEM_TYPE: Final = "application/problem+json"
@@ -112,11 +113,11 @@ SCHEMAS: Final[dict[str, Any]] = {
         "required": ["specversion", "id", "source", "type", "time", "subject", "data"],
         "properties": {
             "specversion": {"const": "1.0"},
-            "id": {"type": "string", "maxLength": 256},
-            "source": {"type": "string", "maxLength": 512},
+            "id": {"type": "string", "minLength": 1, "maxLength": 256},
+            "source": {"type": "string", "minLength": 1, "maxLength": 512},
             "type": {"enum": sorted(CATALOGUE)},
             "time": _TIME,
-            "subject": {"type": "string"},
+            "subject": {"type": "string", "minLength": 1},
             "datacontenttype": {"type": "string"},
             "data": {"type": "object", "description": "fields per type: contract section 3"},
         },
@@ -169,6 +170,19 @@ SCHEMAS: Final[dict[str, Any]] = {
             "profile": {"type": "string"},
             "demo": {"type": "boolean"},
             "items": {"type": "array", "items": {"type": "object"}},
+        },
+    },
+    "Me": {
+        "type": "object",
+        "required": ["name", "role", "may"],
+        "additionalProperties": False,
+        "properties": {
+            "name": {"type": "string"},
+            "role": {"type": "string", "enum": ["integration", "viewer", "operator", "admin"]},
+            "may": {
+                "type": "array",
+                "items": {"type": "string", "enum": ["read", "act", "ingest"]},
+            },
         },
     },
     "Overview": {
@@ -389,6 +403,7 @@ SCHEMAS: Final[dict[str, Any]] = {
             },
         },
     },
+    **ALARM_SCHEMAS,
 }
 
 
@@ -462,6 +477,11 @@ PATHS: Final[dict[str, Any]] = {
     "/api/v1/events": _INGEST,
     "/api/v1/units": _get("Administrative units of the profile", "Reference", tag="reference"),
     "/api/v1/agencies": _get("Agencies of the profile", "Reference", tag="reference"),
+    "/api/v1/me": _get(
+        "The calling key: name, role and permissions (not in the contract; for screens)",
+        "Me",
+        tag="reference",
+    ),
     "/api/v1/overview": _get(
         "Devices, broadcasts, services, KPIs and alarms at a glance", "Overview", [UNIT, AS_OF]
     ),
@@ -534,18 +554,25 @@ PATHS: Final[dict[str, Any]] = {
             UNIT,
         ],
     ),
+    **ALARM_PATHS,
     "/api/v1/openapi.json": {
         "get": {
             "summary": "This description",
             "tags": ["meta"],
-            "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1")},
+            "responses": {
+                "200": _json({"type": "object"}, "OpenAPI 3.1"),
+                "401": _READ_ERRORS["401"],
+            },
         }
     },
     "/api/v1/docs": {
         "get": {
             "summary": "This description as a page for people (a key, or ?token=)",
             "tags": ["meta"],
-            "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}},
+            "responses": {
+                "200": {"description": "HTML", "content": {"text/html": {}}},
+                "401": _READ_ERRORS["401"],
+            },
         }
     },
     "/healthz": {
@@ -556,6 +583,29 @@ PATHS: Final[dict[str, Any]] = {
             "responses": {
                 "200": _json({"type": "object"}, "started"),
                 "503": _json({"type": "object"}, "starting"),
+            },
+        }
+    },
+    "/readyz": {
+        "get": {
+            "summary": "200 when the store answers and every projection's lag is under "
+            "OPS_CENTER_READY_MAX_LAG (no key needed); else 503 naming the failing checks",
+            "tags": ["meta"],
+            "security": [],
+            "responses": {
+                "200": _json({"type": "object"}, "ready"),
+                "503": _problem("not ready: `failing` names the checks, `checks` has details"),
+            },
+        }
+    },
+    "/metrics": {
+        "get": {
+            "summary": "Prometheus metrics (an admin key, or OPS_CENTER_METRICS_TOKEN)",
+            "tags": ["meta"],
+            "responses": {
+                "200": {"description": "text format 0.0.4", "content": {"text/plain": {}}},
+                "401": _READ_ERRORS["401"],
+                "403": _problem("the key is not an admin key"),
             },
         }
     },

@@ -1,10 +1,12 @@
-"""Reference data from the province profile: ``/api/v1/units`` and ``/api/v1/agencies``."""
+"""Reference data from the province profile (``/api/v1/units``, ``/api/v1/agencies``) and
+the calling key (``/api/v1/me``)."""
 
 from __future__ import annotations
 
 import orjson
 from aiohttp import web
 
+from ops_center.keys import PERMISSIONS
 from web.appkeys import PRINCIPAL, PROFILE
 from web.problems import problem
 
@@ -33,4 +35,16 @@ async def get_agencies(request: web.Request) -> web.Response:
         return denied
     profile = request.app[PROFILE]
     body = {"profile": profile.code, "demo": profile.demo, "items": profile.agency_json()}
+    return web.Response(body=orjson.dumps(body), content_type="application/json")
+
+
+async def get_me(request: web.Request) -> web.Response:
+    """The calling key: its name, role and what it may do (an extension of the contract,
+    so that a screen can show the alarm actions only to keys that may take them)."""
+    principal = request[PRINCIPAL]
+    body = {
+        "name": principal.name,
+        "role": principal.role,
+        "may": sorted(p for p in PERMISSIONS if principal.can(p)),
+    }
     return web.Response(body=orjson.dumps(body), content_type="application/json")

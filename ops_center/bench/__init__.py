@@ -50,6 +50,24 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         "ignored when DATABASE_URL is set",
     )
     _add_projections_arguments(projections)
+    streams = sub.add_parser(
+        "streams",
+        help="acknowledgement-to-frame latency and WebSocket fan-out",
+        description="Start a server on a fresh database, connect hundreds or thousands of "
+        "WebSocket screens, offer events over HTTP and measure the time from each "
+        "acknowledgement to the frames that show it, and the server's memory, against the "
+        "performance budgets.",
+    )
+    streams.add_argument(
+        "--data-dir",
+        type=Path,
+        default=argparse.SUPPRESS,
+        help="folder of the embedded PostgreSQL (default ./.ops-center-bench); "
+        "ignored when DATABASE_URL is set",
+    )
+    from ops_center.bench.streams import add_streams_arguments
+
+    add_streams_arguments(streams)
 
 
 #: Defaults of ``bench projections`` (`ops_center.bench.projections.ProjectionsOptions`).
@@ -102,4 +120,8 @@ def run_bench(args: argparse.Namespace, settings: Settings) -> int:
         from ops_center.bench.projections import main as projections_main
 
         return projections_main(args, settings)
+    if args.bench_command == "streams":
+        from ops_center.bench.streams import main as streams_main
+
+        return streams_main(args, settings)
     raise SystemExit(f"ops-center bench: unknown benchmark {args.bench_command!r}")

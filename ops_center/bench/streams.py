@@ -20,8 +20,7 @@ The client shares the machine with the server: on a 2-core machine its own CPU t
 (parsing thousands of frames per second) inflates the figures; the report gives both
 processes' CPU use. Progress goes to stderr, the report to stdout.
 
-Hook into the CLI with `add_streams_arguments` and `main`; ``python -m
-ops_center.bench.streams`` runs it standalone.
+Run with ``ops-center bench streams`` (options: ``--help``).
 """
 
 from __future__ import annotations
@@ -681,10 +680,3 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
         body = {"results": [asdict(r) for r in results], "budgets": budgets(results)}
         options.json_path.write_bytes(orjson.dumps(body, option=orjson.OPT_INDENT_2) + b"\n")
     return 1 if options.check and not all(ok for _, ok in budgets(results)) else 0
-
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="python -m ops_center.bench.streams")
-    add_streams_arguments(parser)
-    parser.add_argument("--data-dir", type=Path, help="folder of the embedded PostgreSQL")
-    sys.exit(main(parser.parse_args(), Settings.from_env()))

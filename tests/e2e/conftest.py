@@ -339,8 +339,13 @@ MakeApi = Callable[..., Awaitable[Api]]
 
 
 def app_settings(database_url: str, **overrides: Any) -> Settings:
-    """Settings for a test app: the test database, a short commit wait, then `overrides`."""
-    base = Settings(database_url=database_url, commit_max_wait_ms=1.0)
+    """Settings for a test app: the test database, a short commit wait, then `overrides`.
+
+    The alarm rules are off unless a test turns them on (``alarm_rules=True``): they
+    write alarm events into the log, which would move the exact positions and figures
+    other tests assert (tests/e2e/test_alarms.py runs them on databases of its own).
+    """
+    base = Settings(database_url=database_url, commit_max_wait_ms=1.0, alarm_rules=False)
     return dataclasses.replace(base, **overrides)
 
 

@@ -122,19 +122,21 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 async def test_two_server_processes_share_the_stream_and_take_over(
-    database_url, redis_url, namespace, make_key, ce
+    empty_database_url, redis_url, namespace, make_key, ce
 ):
-    viewer = make_key("viewer")
-    writer = make_key("integration")
+    """Both nodes start together on a new database (as docker-compose starts them): the
+    setup lock lets one create the tables while the other waits."""
+    database_url = empty_database_url
+    viewer = make_key("viewer", url=database_url)
+    writer = make_key("integration", url=database_url)
     ports = [free_port(), free_port()]
     bases = [f"http://127.0.0.1:{port}" for port in ports]
     procs: list[subprocess.Popen] = []
     try:
         async with aiohttp.ClientSession() as session:
-            # one after the other: the first creates the tables and runs the projections
-            for port, base in zip(ports, bases, strict=True):
-                procs.append(_serve(port, database_url, redis_url, namespace))
-                await _healthy(session, base, procs[-1])
+            procs = [_serve(port, database_url, redis_url, namespace) for port in ports]
+            for base, proc in zip(bases, procs, strict=True):
+                await _healthy(session, base, proc)
 
             async def ingest(base: str, events: list[dict[str, Any]]) -> int:
                 async with session.post(

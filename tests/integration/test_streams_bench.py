@@ -1,0 +1,56 @@
+"""``ops-center bench streams`` on a tiny load against a real server and PostgreSQL.
+
+Only the shape of the results and their consistency are asserted, never timings.
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from ops_center.bench import run_bench
+from ops_center.cli import build_parser
+from ops_center.settings import Settings
+
+TINY = [
+    "--screens", "20",
+    "--probes", "4",
+    "--rate", "100",
+    "--batch", "10",
+    "--seconds", "2",
+    "--fanout-screens", "40",
+    "--fanout-rate", "50",
+    "--fanout-seconds", "2",
+    "--cameras", "60",
+    "--stations", "20",
+]  # fmt: skip
+
+
+@pytest.mark.timeout(300)
+def test_a_tiny_run_sees_every_acknowledged_batch_on_the_screens(
+    database_url: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "streams.json"
+    args = build_parser().parse_args(["bench", "streams", *TINY, "--json", str(out)])
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        code = pool.submit(run_bench, args, Settings(database_url=database_url)).result()
+    assert code == 0
+    body = json.loads(out.read_text())
+    phases = {r["name"]: r for r in body["results"]}
+    assert len(phases) >= 2
+    latency = [r for name, r in phases.items() if name.startswith("latency")]
+    fanout = [r for name, r in phases.items() if name.startswith("fan-out")]
+    assert latency, sorted(phases)
+    assert fanout, sorted(phases)
+    assert all(r["screens"] == 20 for r in latency)
+    assert all(r["screens"] == 40 for r in fanout)
+    for phase in phases.values():
+        assert phase["acked_events"] > 0
+        assert phase["missed"] == 0, phase  # every acknowledged batch reached every probe
+        assert 0 < phase["p50_ms"] <= phase["p99_ms"] <= phase["max_ms"]
+        assert phase["peak_rss_mb"] > 0
+    assert body["budgets"]
+    assert all(isinstance(ok, bool) for _, ok in body["budgets"])
