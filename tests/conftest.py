@@ -19,8 +19,8 @@ import os
 import secrets
 import shutil
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -93,6 +93,13 @@ def database_url(postgres_server: str) -> Iterator[str]:
     """DSN (URL) of a private database for this test session."""
     with _private_database(postgres_server) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def new_database(postgres_server: str) -> Callable[[], AbstractContextManager[str]]:
+    """``with new_database() as url:`` a new, empty database on the test server, dropped
+    afterwards (for fixtures of any scope that need a database of their own)."""
+    return lambda: _private_database(postgres_server)
 
 
 @pytest.fixture

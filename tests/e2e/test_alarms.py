@@ -9,18 +9,15 @@ fresh subject codes. Grace periods are zero and the clock ticks every 0.1 s.
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote
 from uuid import uuid4
 
 import aiohttp
 import orjson
-import psycopg
 import pytest
-from psycopg import sql
 
 from streams.client import Screen
 
@@ -29,19 +26,9 @@ TIMEOUT = 10.0
 
 
 @pytest.fixture(scope="module")
-def alarms_url(postgres_server: str) -> Iterator[str]:
-    parts = urlsplit(postgres_server)
-    name = f"ops_e2e_alarms_{secrets.token_hex(6)}"
-    admin = urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield urlunsplit(parts._replace(path="/" + name))
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+def alarms_url(new_database: Any) -> Iterator[str]:
+    with new_database() as url:
+        yield url
 
 
 @pytest.fixture

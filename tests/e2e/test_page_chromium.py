@@ -10,17 +10,13 @@ from __future__ import annotations
 
 import os
 import random
-import secrets
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import orjson
-import psycopg
 import pytest
 from cdp import Chromium, Page, find_chromium
-from psycopg import sql
 
 from streams import topics
 from web.appkeys import STREAM_HUB
@@ -301,21 +297,11 @@ async def test_missing_or_refused_keys_get_the_key_screen(
 
 
 @pytest.fixture
-def own_database(postgres_server: str) -> Iterator[str]:
+def own_database(new_database: Any) -> Iterator[str]:
     """A database of its own: the alarm rules follow the whole log from one elected node
     (as in tests/e2e/test_alarms.py)."""
-    parts = urlsplit(postgres_server)
-    name = f"ops_e2e_page_{secrets.token_hex(6)}"
-    admin = urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield urlunsplit(parts._replace(path="/" + name))
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+    with new_database() as url:
+        yield url
 
 
 async def test_operators_acknowledge_and_resolve_alarms_viewers_only_see_them(

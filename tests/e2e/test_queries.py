@@ -9,15 +9,12 @@ local midnight T0 in Asia/Ho_Chi_Minh; the expected figures are written out belo
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote
 
-import psycopg
 import pytest
-from psycopg import sql
 
 from projections.testing import Events, known_world
 from projections.timeutil import TZ
@@ -27,20 +24,10 @@ PROBLEM = "application/problem+json"
 
 
 @pytest.fixture
-def fresh_url(database_url: str) -> Iterator[str]:
+def fresh_url(new_database: Any) -> Iterator[str]:
     """A database of this test's own, on the session's server (dropped afterwards)."""
-    parts = urlsplit(database_url)
-    name = f"ops_q_{secrets.token_hex(6)}"
-    admin = urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield urlunsplit(parts._replace(path="/" + name))
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+    with new_database() as url:
+        yield url
 
 
 @pytest.fixture

@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import re
-import secrets
 import sys
 from collections.abc import Iterator
 from datetime import datetime, timedelta
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any
 
-import psycopg
 import pytest
-from psycopg import sql
 
 from ops_center.sender import Sender
 from ops_center.simulator import SCOPES, Province
@@ -27,18 +24,10 @@ START = datetime(2026, 11, 16, 5, 0, tzinfo=VN)
 
 
 @pytest.fixture
-def own_database(database_url: str) -> Iterator[str]:
+def own_database(new_database: Any) -> Iterator[str]:
     """A fresh database on the test server, dropped afterwards."""
-    name = f"ops_sim_{secrets.token_hex(6)}"
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield urlunsplit(urlsplit(database_url)._replace(path="/" + name))
-    finally:
-        with psycopg.connect(database_url, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+    with new_database() as url:
+        yield url
 
 
 @pytest.mark.timeout(120)

@@ -13,13 +13,11 @@ import secrets
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 from uuid import uuid4
 
 import psycopg
 import pytest
 from eventsourcing.persistence import IntegrityError
-from psycopg import sql
 
 from ops_center.application import OpsCenter
 from ops_center.domain import subject_id
@@ -49,19 +47,9 @@ def at(minutes: float) -> datetime:
 
 
 @pytest.fixture(scope="module")
-def module_url(postgres_server: str) -> Iterator[str]:
-    parts = urlsplit(postgres_server)
-    name = f"ops_alarms_{secrets.token_hex(6)}"
-    admin = urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield urlunsplit(parts._replace(path="/" + name))
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+def module_url(new_database: Any) -> Iterator[str]:
+    with new_database() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

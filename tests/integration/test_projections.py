@@ -12,15 +12,12 @@ import inspect
 import io
 import logging
 import random
-import secrets
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
-import psycopg
 import pytest
-from psycopg import sql
 
 from ops_center.application import OpsCenter
 from ops_center.profile import load_profile
@@ -43,22 +40,10 @@ PROFILE = load_profile()
 
 
 @pytest.fixture
-def fresh_url(database_url: str) -> Iterator[str]:
+def fresh_url(new_database: Any) -> Iterator[str]:
     """A database of this test's own on the session's server (dropped afterwards)."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(database_url)
-    name = f"ops_p_{secrets.token_hex(6)}"
-    admin = urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield urlunsplit(parts._replace(path="/" + name))
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+    with new_database() as url:
+        yield url
 
 
 @pytest.fixture
