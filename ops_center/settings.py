@@ -85,6 +85,9 @@ class Settings:
     alarm_dossier_grace_seconds: float = 0.0
     #: Seconds between evaluations of the clock without new events (due times, grace).
     alarm_tick_seconds: float = 5.0
+    #: Fewest seconds between two steps of the alarm rules while events keep coming: under
+    #: load one step takes the events of many commits (cheaper), at this much delay.
+    alarm_min_interval_seconds: float = 0.25
 
     # Operations
     #: ``/readyz`` answers 503 when a projection is more than this many events behind the log.
@@ -158,6 +161,7 @@ ENV: dict[str, str] = {
     "alarm_alert_hold_seconds": "OPS_CENTER_ALARM_ALERT_HOLD_SECONDS",
     "alarm_dossier_grace_seconds": "OPS_CENTER_ALARM_DOSSIER_GRACE_SECONDS",
     "alarm_tick_seconds": "OPS_CENTER_ALARM_TICK_SECONDS",
+    "alarm_min_interval_seconds": "OPS_CENTER_ALARM_MIN_INTERVAL_SECONDS",
     "ready_max_lag": "OPS_CENTER_READY_MAX_LAG",
     "log_format": "OPS_CENTER_LOG_FORMAT",
     "metrics_token": "OPS_CENTER_METRICS_TOKEN",

@@ -234,7 +234,12 @@ async def alarm_desk(app: web.Application) -> AsyncIterator[None]:
     runner = None
     if settings.alarm_rules:
         engine = RulesEngine(desk, thresholds(settings), unit_of(app[PROFILE]))
-        runner = RulesRunner(app[DATABASE_URL], engine, tick=settings.alarm_tick_seconds)
+        runner = RulesRunner(
+            app[DATABASE_URL],
+            engine,
+            tick=settings.alarm_tick_seconds,
+            min_interval=settings.alarm_min_interval_seconds,
+        )
         runner.start()
         app[ALARM_RULES] = runner
     try:

@@ -7,7 +7,7 @@ can do its work now:
 * ``store``: the event store's database answers within `CHECK_TIMEOUT` seconds;
 * ``projections``: every projection is at most `Settings.ready_max_lag` events behind the
   head of the event log (positions as committed in the database, whichever node runs the
-  projection).
+  projection), and so are the alarm rules (as ``alarm_rules``) when they are enabled.
 
 200 with ``{"status": "ready", "checks": {...}}`` when all pass; otherwise 503
 problem+json (``urn:ops-center:problem:not-ready``) with the same ``checks`` and the names
@@ -24,12 +24,15 @@ import asyncpg
 import orjson
 from aiohttp import web
 
+from ops_center.rules.engine import RULES_NAME
 from projections.runner import head_position, read_positions
-from web.appkeys import DB_POOL, PROJECTIONS, READY, SETTINGS
+from web.appkeys import ALARM_RULES, DB_POOL, PROJECTIONS, READY, SETTINGS
 from web.problems import problem
 
 #: Seconds the database may take to answer a readiness or metrics query.
 CHECK_TIMEOUT: Final = 2.0
+#: The alarm rules' entry among the positions (they follow the log like a projection).
+RULES: Final = "alarm_rules"
 #: The component set once every resource has started and cleared when shutdown begins.
 SERVING: Final = "serving"
 
@@ -54,6 +57,12 @@ async def read_log_state(app: web.Application) -> LogState:
     async with asyncio.timeout(CHECK_TIMEOUT), pool.acquire() as conn:
         head = await head_position(conn)
         positions = await read_positions(conn)
+        if await conn.fetchval("SELECT to_regclass('alarm_rules_position') IS NOT NULL"):
+            rules = await conn.fetchval(
+                "SELECT position FROM alarm_rules_position WHERE name = $1", RULES_NAME
+            )
+            if rules is not None:
+                positions[RULES] = int(rules)
     return LogState(head, positions)
 
 
@@ -75,6 +84,8 @@ async def get_readyz(request: web.Request) -> web.Response:
         checks["store"] = {"ok": False, "error": "not started"}
     if state is not None and PROJECTIONS in app:
         names = list(app[PROJECTIONS].runners)
+        if ALARM_RULES in app:
+            names.append(RULES)
         lags = {name: state.lag(name) for name in names}
         behind = sorted(name for name, lag in lags.items() if lag > settings.ready_max_lag)
         checks["projections"] = {

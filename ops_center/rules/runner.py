@@ -3,7 +3,8 @@
 The runner holds a PostgreSQL advisory lock (the others stand by and retry every
 `lock_interval` seconds), LISTENs on the events table's channel to wake when events are
 stored, and steps at least every `tick` seconds without events (the clock raises
-dossiers past due and devices past their grace period). Each step runs in a thread (the
+dossiers past due and devices past their grace period), at most once every
+`min_interval` seconds while events keep coming. Each step runs in a thread (the
 library is synchronous) and commits alone (`RulesEngine.step`); after a failure the
 runner logs it, backs off and carries on from the last commit.
 """
@@ -14,6 +15,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Final, Literal
@@ -30,6 +32,9 @@ log = logging.getLogger(__name__)
 # Limits
 #: Seconds between steps without any new event (the clock's resolution for alarms).
 DEFAULT_TICK: Final = 5.0
+#: Fewest seconds between two steps while events keep coming (one step then covers many
+#: commits: under load the rules cost a few steps a second, not one per commit).
+DEFAULT_MIN_INTERVAL: Final = 0.25
 #: Seconds between attempts to become the active runner.
 DEFAULT_LOCK_INTERVAL: Final = 5.0
 #: First and largest pause after a failure, in seconds.
@@ -56,12 +61,14 @@ class RulesRunner:
         engine: RulesEngine,
         *,
         tick: float = DEFAULT_TICK,
+        min_interval: float = DEFAULT_MIN_INTERVAL,
         lock_interval: float = DEFAULT_LOCK_INTERVAL,
         clock: Callable[[], datetime] = now,
     ) -> None:
         self.database_url = database_url
         self.engine = engine
         self.tick = tick
+        self.min_interval = min_interval
         self.lock_interval = lock_interval
         self.clock = clock
         self.state: RunnerState = "starting"
@@ -141,6 +148,7 @@ class RulesRunner:
             await conn.add_listener(EVENTS_TABLE, notified)
             while True:
                 self._wake.clear()
+                started = time.monotonic()
                 try:
                     result = await asyncio.to_thread(self.engine.step, self.clock())
                 except (RulesMoved, IntegrityError) as exc:
@@ -165,5 +173,8 @@ class RulesRunner:
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(self.tick):
                             await self._wake.wait()
+                    pause = self.min_interval - (time.monotonic() - started)
+                    if pause > 0:
+                        await asyncio.sleep(pause)
         finally:
             conn.terminate()

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
-from web.appkeys import PROJECTIONS
+from web.appkeys import ALARM_RULES, PROJECTIONS
 from web.logs import JsonFormatter, TextFormatter
 
 PROBLEM = "application/problem+json"
@@ -234,3 +234,18 @@ async def test_readyz_answers_503_once_shutdown_has_begun(make_api: Any) -> None
     assert reply.status == 503
     assert reply.body["failing"] == ["started"]
     assert reply.body["checks"]["started"]["components"]["serving"] is False
+
+
+async def test_readyz_counts_the_alarm_rules_lag_when_they_run(
+    make_api: Any, ce: Any, empty_database_url: str
+) -> None:
+    api = await make_api(database_url=empty_database_url, alarm_rules=True)
+    (position,) = await api.ingest(ce.event("camera.registered"))
+    async with asyncio.timeout(TIMEOUT):
+        await api.app[PROJECTIONS].wait_for(position)
+        await api.app[ALARM_RULES].wait_for(position)
+    reply = await api.get("/readyz", key=None)
+    assert reply.status == 200, reply.body
+    lags = reply.body["checks"]["projections"]["lag"]
+    assert set(lags) == {*api.app[PROJECTIONS].runners, "alarm_rules"}
+    assert lags["alarm_rules"] == 0
