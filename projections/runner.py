@@ -73,6 +73,10 @@ REBUILD_BATCH: Final = 10_000
 DEFAULT_WINDOW: Final = 100_000
 #: Seconds between polls when no notification arrives.
 DEFAULT_POLL: Final = 1.0
+#: Fewest seconds between the starts of two steps while commits keep coming: one step then
+#: covers the commits of that interval (each step is a transaction of several round trips,
+#: and every commit wakes every runner), at most this much later.
+DEFAULT_MIN_INTERVAL: Final = 0.005
 #: Seconds between attempts to become the active runner.
 DEFAULT_LOCK_INTERVAL: Final = 5.0
 #: First and largest pause after a failure, in seconds.
@@ -208,16 +212,29 @@ async def step(
     batch: int = DEFAULT_BATCH,
     window: int = DEFAULT_WINDOW,
     table: str = EVENTS_TABLE,
+    log_exists: bool = False,
 ) -> Step:
-    """Apply the next chunk of events and record the position, in one transaction."""
+    """Apply the next chunk of events and record the position, in one transaction.
+
+    With `log_exists` (the caller has seen the events table), the position and the head
+    of the log are read in one round trip.
+    """
     async with conn.transaction():
-        position: int | None = await conn.fetchval(
-            f"SELECT position FROM {POSITIONS_TABLE} WHERE name = $1 FOR UPDATE",
-            projection.name,
-        )
+        if log_exists:
+            row = await conn.fetchrow(
+                f"SELECT position, (SELECT coalesce(max(notification_id), 0) FROM {table}) "
+                f"AS head FROM {POSITIONS_TABLE} WHERE name = $1 FOR UPDATE",
+                projection.name,
+            )
+            position, head = (None, 0) if row is None else (row[0], row[1])
+        else:
+            position = await conn.fetchval(
+                f"SELECT position FROM {POSITIONS_TABLE} WHERE name = $1 FOR UPDATE",
+                projection.name,
+            )
+            head = await head_position(conn, table)
         if position is None:
             raise LookupError(f"projection {projection.name!r} has no position row")
-        head = await head_position(conn, table)
         if head <= position:
             return Step(position, 0, True)
         upto = min(position + window, head)
@@ -274,6 +291,7 @@ class ProjectionRunner:
         batch: int = DEFAULT_BATCH,
         window: int = DEFAULT_WINDOW,
         poll_interval: float = DEFAULT_POLL,
+        min_interval: float = DEFAULT_MIN_INTERVAL,
         lock_interval: float = DEFAULT_LOCK_INTERVAL,
         min_backoff: float = MIN_BACKOFF,
         max_backoff: float = MAX_BACKOFF,
@@ -284,6 +302,7 @@ class ProjectionRunner:
         self.batch = batch
         self.window = window
         self.poll_interval = poll_interval
+        self.min_interval = min_interval
         self.lock_interval = lock_interval
         self.min_backoff = min_backoff
         self.max_backoff = max_backoff
@@ -408,12 +427,19 @@ class ProjectionRunner:
                 wake.set()
 
             await conn.add_listener(self.table, notified)
+            log_exists = False
             while True:
                 wake.clear()
                 started = time.monotonic()
                 result = await step(
-                    conn, self.projection, batch=self.batch, window=self.window, table=self.table
+                    conn,
+                    self.projection,
+                    batch=self.batch,
+                    window=self.window,
+                    table=self.table,
+                    log_exists=log_exists,
                 )
+                log_exists = log_exists or result.position > 0
                 if result.applied:
                     self.applied += result.applied
                     log.debug(
@@ -432,6 +458,9 @@ class ProjectionRunner:
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(self.poll_interval):
                             await wake.wait()
+                    pause = self.min_interval - (time.monotonic() - started)
+                    if pause > 0:
+                        await asyncio.sleep(pause)
         finally:
             # terminate, not close: the connection may be mid-transaction after a
             # cancellation; the server rolls back and releases the advisory lock.
