@@ -6,8 +6,9 @@ rebuilds it itself (large chunks, all projections concurrently); when a running 
 does, the command resets the projection and follows the server's runner until it has
 caught up with the log as it was when the rebuild started.
 
-`status` prints each projection's position, the log's head, the lag between them, when
-the position last moved, and the last error if the runner is failing.
+`status` prints each projection's position (and the alarm rules' position), the log's
+head, the lag between them, when the position last moved, and the last error if the
+runner is failing.
 """
 
 from __future__ import annotations
@@ -192,10 +193,18 @@ async def status(database_url: str) -> list[dict[str, Any]]:
     try:
         await ensure_schema(conn, create_projections())
         head = await head_position(conn)
-        rows = await conn.fetch(
-            f"SELECT name, position, updated_at, rebuilt_at, last_error, error_at "
-            f"FROM {POSITIONS_TABLE} ORDER BY name"
+        rows = list(
+            await conn.fetch(
+                f"SELECT name, position, updated_at, rebuilt_at, last_error, error_at "
+                f"FROM {POSITIONS_TABLE} ORDER BY name"
+            )
         )
+        # the alarm rules follow the log too (ops_center.rules): shown as one more row
+        if await conn.fetchval("SELECT to_regclass('alarm_rules_position') IS NOT NULL"):
+            rows += await conn.fetch(
+                "SELECT 'alarm_rules' AS name, position, updated_at, NULL AS rebuilt_at, "
+                "NULL AS last_error, NULL AS error_at FROM alarm_rules_position"
+            )
     finally:
         await conn.close()
     return [

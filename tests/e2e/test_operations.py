@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
+from projections.cli import format_status, status
 from web.appkeys import ALARM_RULES, PROJECTIONS
 from web.logs import JsonFormatter, TextFormatter
 
@@ -249,3 +250,18 @@ async def test_readyz_counts_the_alarm_rules_lag_when_they_run(
     lags = reply.body["checks"]["projections"]["lag"]
     assert set(lags) == {*api.app[PROJECTIONS].runners, "alarm_rules"}
     assert lags["alarm_rules"] == 0
+
+
+async def test_projections_status_shows_the_alarm_rules(
+    make_api: Any, ce: Any, empty_database_url: str
+) -> None:
+    api = await make_api(database_url=empty_database_url, alarm_rules=True)
+    (position,) = await api.ingest(ce.event("camera.registered"))
+    async with asyncio.timeout(TIMEOUT):
+        await api.app[ALARM_RULES].wait_for(position)
+    rows = {r["name"]: r for r in await status(empty_database_url)}
+    assert rows["alarm_rules"]["position"] >= position
+    assert (
+        rows["alarm_rules"]["lag"] == rows["alarm_rules"]["head"] - rows["alarm_rules"]["position"]
+    )
+    assert "alarm_rules" in format_status(list(rows.values()))
