@@ -238,8 +238,9 @@ async def test_readyz_answers_503_once_shutdown_has_begun(make_api: Any) -> None
 
 
 async def test_readyz_counts_the_alarm_rules_lag_when_they_run(
-    make_api: Any, ce: Any, empty_database_url: str
+    empty_database_url: str, make_api: Any, ce: Any
 ) -> None:
+    # the database first: it is dropped after the app has stopped
     api = await make_api(database_url=empty_database_url, alarm_rules=True)
     (position,) = await api.ingest(ce.event("camera.registered"))
     async with asyncio.timeout(TIMEOUT):
@@ -253,8 +254,9 @@ async def test_readyz_counts_the_alarm_rules_lag_when_they_run(
 
 
 async def test_projections_status_shows_the_alarm_rules(
-    make_api: Any, ce: Any, empty_database_url: str
+    empty_database_url: str, make_api: Any, ce: Any
 ) -> None:
+    # the database first: it is dropped after the app has stopped
     api = await make_api(database_url=empty_database_url, alarm_rules=True)
     (position,) = await api.ingest(ce.event("camera.registered"))
     async with asyncio.timeout(TIMEOUT):
