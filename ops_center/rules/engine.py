@@ -129,13 +129,15 @@ _CAUSE_COLUMNS: Final = (
 _UPSERT_CAUSES: Final = (
     f"INSERT INTO alarm_rule_causes ({', '.join(c for c, _ in _CAUSE_COLUMNS)}) "
     "SELECT * FROM unnest("
-    + ", ".join(f"%s::text[]::{t}[]" if t == "jsonb" else f"%s::{t}[]" for _, t in _CAUSE_COLUMNS)
+    + ", ".join(f"%b::text[]::{t}[]" if t == "jsonb" else f"%b::{t}[]" for _, t in _CAUSE_COLUMNS)
     + ") ON CONFLICT (subject_id, cause) DO UPDATE SET "
     + ", ".join(f"{c} = excluded.{c}" for c, _ in _CAUSE_COLUMNS[2:])
 )
+#: Facts go as binary arrays: psycopg's text form of an array escapes every element with
+#: a regular expression, which cost a fifth of a step's time (profiled).
 _UPSERT_FACTS: Final = (
     "INSERT INTO alarm_rule_subjects (subject_id, facts) "
-    "SELECT * FROM unnest(%s::uuid[], %s::text[]::jsonb[]) "
+    "SELECT * FROM unnest(%b::uuid[], %b::text[]::jsonb[]) "
     "ON CONFLICT (subject_id) DO UPDATE SET facts = excluded.facts"
 )
 _ADVANCE: Final = (
