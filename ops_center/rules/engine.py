@@ -382,7 +382,8 @@ class RulesEngine:
             records: dict[tuple[UUID, str], CauseRecord] = {}
             if subjects:
                 curs.execute(
-                    "SELECT subject_id, facts FROM alarm_rule_subjects WHERE subject_id = ANY(%s)",
+                    "SELECT subject_id, facts FROM alarm_rule_subjects "
+                    "WHERE subject_id = ANY(%b::uuid[])",
                     [subjects],
                 )
                 for row in curs.fetchall():
@@ -391,7 +392,7 @@ class RulesEngine:
                         orjson.loads(value) if isinstance(value, (str, bytes)) else value
                     )
                 curs.execute(
-                    "SELECT * FROM alarm_rule_causes WHERE subject_id = ANY(%s)", [subjects]
+                    "SELECT * FROM alarm_rule_causes WHERE subject_id = ANY(%b::uuid[])", [subjects]
                 )
                 for row in curs.fetchall():
                     record = _cause_record(row)
