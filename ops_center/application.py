@@ -34,10 +34,11 @@ from psycopg.errors import PipelineAborted
 
 from ops_center.catalogue import EventType
 from ops_center.cloudevents import CloudEvent
+from ops_center.database import Database, as_database
 from ops_center.decisions import aggregate_id, decide
 from ops_center.domain import Meta
 from ops_center.errors import CONFLICT, INTERNAL, INVALID_ENVELOPE, Rejection
-from ops_center.store import IngestRecorder, Known, OrjsonTranscoder, Receipt, library_env
+from ops_center.store import IngestRecorder, Known, OrjsonTranscoder, Receipt
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +106,8 @@ class OpsCenter(Application[UUID]):
         "APPLICATION_RECORDER_TOPIC": get_topic(IngestRecorder),
     }
 
-    def __init__(self, database_url: str, *, cache_size: int = 100_000) -> None:
-        super().__init__(env=library_env(database_url))
+    def __init__(self, database: Database | str, *, cache_size: int = 100_000) -> None:
+        super().__init__(env=as_database(database).library_env())
         self._cache: OrderedDict[UUID, Aggregate] = OrderedDict()
         self._absent: set[UUID] = set()
         self._cache_size = cache_size

@@ -62,7 +62,7 @@ async def demo(
 ) -> None:
     """Serve, create the keys, print the page's address, drive the province until `stop`."""
     from web.app import create_app
-    from web.appkeys import DATABASE_URL
+    from web.appkeys import DATABASE
 
     app = create_app(settings)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
@@ -70,7 +70,7 @@ async def demo(
     try:
         await web.TCPSite(runner, settings.host, settings.port).start()
         run = run_tag()
-        database = app[DATABASE_URL]
+        database = app[DATABASE]
         feeder = await asyncio.to_thread(
             create_key, database, f"demo-simulator-{run}", "integration", scopes=SCOPES
         )

@@ -200,9 +200,20 @@ class EmbeddedPostgres:
     """
 
     def __init__(
-        self, data_dir: Path, *, port: int | None = None, log: logging.Logger | None = None
+        self,
+        data_dir: Path,
+        *,
+        port: int | None = None,
+        socket_dir: Path | None = None,
+        settings: dict[str, str] | None = None,
+        log: logging.Logger | None = None,
     ) -> None:
         self._data_dir = Path(data_dir).expanduser().resolve()
+        #: Also listen on a Unix socket in this folder (None: TCP only). The folder must
+        #: be writable by the server's user; its path must stay short (about 100 bytes).
+        self._socket_dir = None if socket_dir is None else Path(socket_dir).resolve()
+        #: More ``postgresql.conf`` settings (values as written there, e.g. ``"'on'"``).
+        self._settings = dict(settings or {})
         self._pgdata = self._data_dir / "pgdata"
         self._log_path = self._data_dir / "server.log"
         self._lock_path = self._data_dir / ".embedded-postgres.lock"
@@ -220,9 +231,28 @@ class EmbeddedPostgres:
         return self._data_dir
 
     @property
+    def pgdata(self) -> Path:
+        """The cluster's folder (``data_dir/pgdata``)."""
+        return self._pgdata
+
+    def chown(self, path: Path) -> None:
+        """Give `path` to the server's system user (when running as root), e.g. a TLS key
+        placed in `pgdata`."""
+        self._chown(path)
+
+    @property
     def log_path(self) -> Path:
         """The server log file."""
         return self._log_path
+
+    @property
+    def socket_url(self) -> str:
+        """The libpq URL of the server's Unix socket (``?host=/dir``), as the
+        ``embedded-postgres`` package gives it; needs `socket_dir` and a started server."""
+        if self._socket_dir is None:
+            raise EmbeddedError("this embedded PostgreSQL listens on TCP only (no socket_dir)")
+        port = self._previous_port()
+        return f"postgresql://{DB_USER}:@/postgres?host={self._socket_dir}&port={port}"
 
     @property
     def dsn(self) -> str:
@@ -511,7 +541,10 @@ class EmbeddedPostgres:
             **SERVER_SETTINGS,
             "listen_addresses": f"'{_HOST}'",
             "port": str(port),
-            "unix_socket_directories": "''",
+            "unix_socket_directories": (
+                "''" if self._socket_dir is None else f"'{self._socket_dir}'"
+            ),
+            **self._settings,
         }
         text = "# written by ops_center.embedded at every start; edits are lost\n" + "".join(
             f"{key} = {value}\n" for key, value in settings.items()

@@ -16,6 +16,7 @@ from typing import Any
 
 import psycopg
 
+from ops_center.database import Database, as_database
 from ops_center.keys import (
     SCHEMA,
     Principal,
@@ -43,13 +44,13 @@ class KeyInfo:
     revoked_at: datetime | None
 
 
-def ensure_schema(database_url: str) -> None:
-    with psycopg.connect(database_url, autocommit=True) as conn:
+def ensure_schema(database: Database | str) -> None:
+    with psycopg.connect(as_database(database).conninfo, autocommit=True) as conn:
         conn.execute(SCHEMA)
 
 
 def create_key(
-    database_url: str,
+    database: Database | str,
     name: str,
     role: str,
     *,
@@ -65,7 +66,7 @@ def create_key(
     if checked_role == "integration" and not scopes:
         raise KeyCommandError("an integration key needs at least one --scope (e.g. 'camera.*')")
     secret = new_secret()
-    with psycopg.connect(database_url, autocommit=True) as conn:
+    with psycopg.connect(as_database(database).conninfo, autocommit=True) as conn:
         conn.execute(SCHEMA)
         try:
             conn.execute(
@@ -78,8 +79,8 @@ def create_key(
     return secret
 
 
-def list_keys(database_url: str) -> list[KeyInfo]:
-    with psycopg.connect(database_url, autocommit=True) as conn:
+def list_keys(database: Database | str) -> list[KeyInfo]:
+    with psycopg.connect(as_database(database).conninfo, autocommit=True) as conn:
         conn.execute(SCHEMA)
         rows = conn.execute(
             "SELECT name, role, scopes, sources, rate, created_at, revoked_at "
@@ -88,9 +89,9 @@ def list_keys(database_url: str) -> list[KeyInfo]:
     return [KeyInfo(r[0], r[1], tuple(r[2]), tuple(r[3]), r[4], r[5], r[6]) for r in rows]
 
 
-def revoke_key(database_url: str, name: str) -> None:
+def revoke_key(database: Database | str, name: str) -> None:
     """Revoke a key by name; revoking twice is refused."""
-    with psycopg.connect(database_url, autocommit=True) as conn:
+    with psycopg.connect(as_database(database).conninfo, autocommit=True) as conn:
         conn.execute(SCHEMA)
         row = conn.execute(
             "UPDATE api_keys SET revoked_at = now() WHERE name = %s AND revoked_at IS NULL "

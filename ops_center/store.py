@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, Final, NamedTuple
-from urllib.parse import unquote, urlsplit
 from uuid import UUID
 
 import orjson
@@ -186,26 +185,3 @@ class IngestRecorder(PostgresApplicationRecorder):
                 )
                 for row in curs.fetchall()
             }
-
-
-def library_env(database_url: str, *, pool_size: int = 3) -> dict[str, str]:
-    """The `eventsourcing` environment for a ``postgresql://`` URL."""
-    parts = urlsplit(database_url)
-    if parts.scheme not in ("postgres", "postgresql"):
-        raise ValueError(f"DATABASE_URL must start with postgresql://, got {parts.scheme!r}")
-    return {
-        "PERSISTENCE_MODULE": "eventsourcing.postgres",
-        "POSTGRES_DBNAME": unquote(parts.path.lstrip("/")) or "postgres",
-        "POSTGRES_HOST": parts.hostname or "127.0.0.1",
-        "POSTGRES_PORT": str(parts.port or 5432),
-        "POSTGRES_USER": unquote(parts.username or "postgres"),
-        "POSTGRES_PASSWORD": unquote(parts.password or ""),
-        "POSTGRES_POOL_SIZE": str(pool_size),
-        "POSTGRES_CONNECT_TIMEOUT": "3",
-        # No pre-ping: it costs a round trip per checkout on the writer's hot path; a
-        # broken connection surfaces as OperationalError, which the library retries and
-        # ingest turns into 503.
-        "POSTGRES_PRE_PING": "n",
-        "POSTGRES_LOCK_TIMEOUT": "10",
-        "CREATE_TABLE": "y",
-    }

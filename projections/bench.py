@@ -29,6 +29,7 @@ from typing import Any
 import asyncpg
 
 from ops_center.application import OpsCenter
+from ops_center.database import Database
 from ops_center.profile import load_profile
 from projections import read
 from projections.cli import rebuild
@@ -130,7 +131,7 @@ def fill(database_url: str, count: int, *, batch: int = 1_000, seed: int = 7) ->
 
 async def measure_rebuild(database_url: str) -> dict[str, Any]:
     """Rebuild every projection (concurrently) and each alone; log events per second."""
-    conn = await asyncpg.connect(database_url)
+    conn = await asyncpg.connect(**Database.parse(database_url).asyncpg_args())
     try:
         head = await head_position(conn)
     finally:
@@ -153,7 +154,9 @@ async def measure_rebuild(database_url: str) -> dict[str, Any]:
 async def measure_queries(database_url: str, rounds: int = 200) -> dict[str, dict[str, float]]:
     """p50 and p99 in milliseconds of each leaders' query, run `rounds` times."""
     clock = now()
-    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
+    pool = await asyncpg.create_pool(
+        **Database.parse(database_url).asyncpg_args(), min_size=1, max_size=2
+    )
     profile = load_profile()
     district = next(u.code for u in profile.units.values() if u.level == "district")
     units = profile.descendants(district)

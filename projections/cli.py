@@ -23,6 +23,7 @@ from typing import Any, TextIO
 
 import asyncpg
 
+from ops_center.database import Database, as_database
 from projections.registry import PROJECTIONS, create_projections
 from projections.runner import (
     POSITIONS_TABLE,
@@ -58,15 +59,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     commands.add_parser("status", help="position and lag of every projection")
 
 
-def run(args: argparse.Namespace, database_url: str) -> int:
-    """Run the chosen subcommand against `database_url`; the exit status."""
+def run(args: argparse.Namespace, database: Database | str) -> int:
+    """Run the chosen subcommand against `database`; the exit status."""
     if args.projections_command == "rebuild":
         names = [args.name] if args.name else None
-        results = asyncio.run(rebuild(database_url, names, batch=args.batch))
+        results = asyncio.run(rebuild(database, names, batch=args.batch))
         for result in results:
             print(result.summary())
         return 0
-    rows = asyncio.run(status(database_url))
+    rows = asyncio.run(status(database))
     print(format_status(rows))
     return 0
 
@@ -125,7 +126,7 @@ class Progress:
 
 
 async def rebuild(
-    database_url: str,
+    database: Database | str,
     names: Sequence[str] | None = None,
     *,
     batch: int = REBUILD_BATCH,
@@ -133,7 +134,7 @@ async def rebuild(
 ) -> list[Rebuilt]:
     """Rebuild the named projections (all when None) from position 0, concurrently."""
     projections = create_projections(list(names) if names else None)
-    conn = await asyncpg.connect(database_url)
+    conn = await asyncpg.connect(**as_database(database).asyncpg_args())
     try:
         await ensure_schema(conn, projections)
         target = await head_position(conn)
@@ -147,16 +148,16 @@ async def rebuild(
         progress.show(min(done.values()))
 
     results = await asyncio.gather(
-        *(_rebuild_one(database_url, p, target, batch, report) for p in projections)
+        *(_rebuild_one(database, p, target, batch, report) for p in projections)
     )
     progress.show(min(done.values()), final=True)
     return list(results)
 
 
 async def _rebuild_one(
-    database_url: str, projection: Projection, target: int, batch: int, report: Any
+    database: Database | str, projection: Projection, target: int, batch: int, report: Any
 ) -> Rebuilt:
-    conn: Connection = await asyncpg.connect(database_url)
+    conn: Connection = await asyncpg.connect(**as_database(database).asyncpg_args())
     try:
         key = lock_key(projection.name)
         started = time.monotonic()
@@ -187,9 +188,9 @@ async def _rebuild_one(
         await conn.close()
 
 
-async def status(database_url: str) -> list[dict[str, Any]]:
+async def status(database: Database | str) -> list[dict[str, Any]]:
     """Every projection's position, the head of the log, lag, last update and error."""
-    conn = await asyncpg.connect(database_url)
+    conn = await asyncpg.connect(**as_database(database).asyncpg_args())
     try:
         await ensure_schema(conn, create_projections())
         head = await head_position(conn)

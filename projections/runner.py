@@ -41,6 +41,7 @@ from typing import Any, ClassVar, Final, Literal
 
 import asyncpg
 
+from ops_center.database import Database, as_database
 from projections.events import EVENTS_TABLE, Event, decode, topics_of
 
 log = logging.getLogger(__name__)
@@ -285,7 +286,7 @@ class ProjectionRunner:
 
     def __init__(
         self,
-        database_url: str,
+        database: Database | str,
         projection: Projection,
         *,
         batch: int = DEFAULT_BATCH,
@@ -297,7 +298,7 @@ class ProjectionRunner:
         max_backoff: float = MAX_BACKOFF,
         table: str = EVENTS_TABLE,
     ) -> None:
-        self.database_url = database_url
+        self.database = as_database(database)
         self.projection = projection
         self.batch = batch
         self.window = window
@@ -383,7 +384,7 @@ class ProjectionRunner:
         """Best effort: make the error visible to `ops-center projections status`."""
         try:
             async with asyncio.timeout(5):
-                conn = await asyncpg.connect(self.database_url)
+                conn = await asyncpg.connect(**self.database.asyncpg_args())
                 try:
                     await conn.execute(
                         f"UPDATE {POSITIONS_TABLE} SET last_error = $2, error_at = now() "
@@ -409,9 +410,7 @@ class ProjectionRunner:
                     log.exception("commit listener of projection %s failed", self.name)
 
     async def _session(self) -> None:
-        conn = await asyncpg.connect(
-            self.database_url, server_settings={"synchronous_commit": "off"}
-        )
+        conn = await asyncpg.connect(**self.database.asyncpg_args({"synchronous_commit": "off"}))
         try:
             await ensure_schema(conn, [self.projection])
             key = lock_key(self.name)
@@ -475,16 +474,16 @@ class ProjectionSet:
     """
 
     def __init__(
-        self, database_url: str, projections: Iterable[Projection], **options: Any
+        self, database: Database | str, projections: Iterable[Projection], **options: Any
     ) -> None:
-        self.database_url = database_url
-        self.runners = {p.name: ProjectionRunner(database_url, p, **options) for p in projections}
+        self.database = as_database(database)
+        self.runners = {p.name: ProjectionRunner(self.database, p, **options) for p in projections}
 
     def __getitem__(self, name: str) -> ProjectionRunner:
         return self.runners[name]
 
     async def start(self) -> None:
-        conn = await asyncpg.connect(self.database_url)
+        conn = await asyncpg.connect(**self.database.asyncpg_args())
         try:
             await ensure_schema(conn, [r.projection for r in self.runners.values()])
         finally:

@@ -22,20 +22,18 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
-from psycopg import conninfo, sql
+from psycopg import sql
 
+from ops_center.database import Database
 from ops_center.embedded import EmbeddedPostgres, EmbeddedRedis
 
 
 def _with_database(url: str, dbname: str) -> str:
-    """`url` pointing at database `dbname` (URL form kept: asyncpg only accepts URLs)."""
-    if "://" not in url:
-        return conninfo.make_conninfo(url, dbname=dbname)
-    return urlunsplit(urlsplit(url)._replace(path="/" + dbname))
+    """`url` pointing at database `dbname`, as a URL that every driver reads the same way."""
+    return Database.parse(url).with_dbname(dbname).url
 
 
 def _server_folder() -> Path:
@@ -77,12 +75,12 @@ def postgres_server() -> Iterator[str]:
 def _private_database(server_url: str) -> Iterator[str]:
     """A new database on the server, dropped (``WITH (FORCE)``) afterwards."""
     dbname = f"ops_test_{secrets.token_hex(6)}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
+    with psycopg.connect(Database.parse(server_url).conninfo, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
     try:
         yield _with_database(server_url, dbname)
     finally:
-        with psycopg.connect(server_url, autocommit=True) as conn:
+        with psycopg.connect(Database.parse(server_url).conninfo, autocommit=True) as conn:
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname))
             )

@@ -39,7 +39,7 @@ from ops_center.settings import Settings
 from projections import alarms_read
 from projections.runner import SETUP_LOCK
 from projections.timeutil import iso, now
-from web.appkeys import ALARM_DESK, ALARM_RULES, DATABASE_URL, DB_POOL, PRINCIPAL, PROFILE, SETTINGS
+from web.appkeys import ALARM_DESK, ALARM_RULES, DATABASE, DB_POOL, PRINCIPAL, PROFILE, SETTINGS
 from web.problems import problem
 from web.queries import (
     DEFAULT_PAGE,
@@ -227,7 +227,7 @@ async def alarm_desk(app: web.Application) -> AsyncIterator[None]:
     async with pool.acquire() as conn:
         await conn.execute("SELECT pg_advisory_lock($1)", SETUP_LOCK)
         try:
-            desk = await asyncio.to_thread(AlarmDesk, app[DATABASE_URL])
+            desk = await asyncio.to_thread(AlarmDesk, app[DATABASE])
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", SETUP_LOCK)
     app[ALARM_DESK] = desk
@@ -235,7 +235,7 @@ async def alarm_desk(app: web.Application) -> AsyncIterator[None]:
     if settings.alarm_rules:
         engine = RulesEngine(desk, thresholds(settings), unit_of(app[PROFILE]))
         runner = RulesRunner(
-            app[DATABASE_URL],
+            app[DATABASE],
             engine,
             tick=settings.alarm_tick_seconds,
             min_interval=settings.alarm_min_interval_seconds,

@@ -14,9 +14,17 @@ import time
 from collections.abc import AsyncIterator
 
 import asyncpg
+import psycopg
 from aiohttp import web
 
 from ops_center.application import OpsCenter
+from ops_center.database import (
+    Database,
+    DatabaseConfigError,
+    DatabaseUnreachable,
+    as_database,
+    classify,
+)
 from ops_center.keys import SCHEMA as KEYS_SCHEMA
 from ops_center.keystore import Keyring
 from ops_center.profile import load_profile
@@ -27,7 +35,7 @@ from projections.registry import create_projections
 from projections.runner import SETUP_LOCK, ProjectionSet
 from web.alarms import add_alarm_routes
 from web.appkeys import (
-    DATABASE_URL,
+    DATABASE,
     DB_POOL,
     EVENT_STORE,
     KEYRING,
@@ -57,7 +65,7 @@ async def database(app: web.Application) -> AsyncIterator[None]:
     """Use `database_url`, or start the embedded PostgreSQL in `data_dir`."""
     settings = app[SETTINGS]
     if settings.database_url is not None:
-        app[DATABASE_URL] = settings.database_url
+        app[DATABASE] = Database.parse(settings.database_url)
         yield
         return
     from ops_center.embedded import EmbeddedPostgres
@@ -65,38 +73,92 @@ async def database(app: web.Application) -> AsyncIterator[None]:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     server = EmbeddedPostgres(settings.data_dir)
     log.info("starting the embedded PostgreSQL in %s", settings.data_dir)
-    app[DATABASE_URL] = await asyncio.to_thread(server.start)
+    app[DATABASE] = Database.parse(await asyncio.to_thread(server.start))
     try:
         yield
     finally:
         await asyncio.to_thread(server.stop)
 
 
-async def connect_pool(url: str, wait_seconds: float) -> asyncpg.Pool:
-    """An asyncpg pool on `url`, waiting up to `wait_seconds` for the server to accept
-    connections (a database started beside the server may still be starting)."""
+async def connect_pool(database: Database | str, wait_seconds: float) -> asyncpg.Pool:
+    """An asyncpg pool on `database`, waiting up to `wait_seconds` for a server that is
+    not reachable yet (a database started beside the server may still be starting).
+
+    A configuration error (TLS, authentication, no such database, a bad parameter)
+    raises `DatabaseConfigError` at once: waiting would not mend it; a server still not
+    reachable after the wait raises `DatabaseUnreachable`.
+    """
+    database = as_database(database)
     deadline = time.monotonic() + wait_seconds
     pause = 0.5
     while True:
         try:
-            pool: asyncpg.Pool = await asyncpg.create_pool(url, min_size=1, max_size=10)
+            pool: asyncpg.Pool = await asyncpg.create_pool(
+                **database.asyncpg_args(), min_size=1, max_size=10
+            )
             return pool
-        except (OSError, asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError) as exc:
+        except Exception as exc:
+            verdict, reason = classify(exc)
+            if verdict == "config":
+                raise DatabaseConfigError(
+                    f"cannot use PostgreSQL at {database.describe()}: {reason}"
+                ) from exc
             left = deadline - time.monotonic()
             if left <= 0:
-                raise
+                raise DatabaseUnreachable(
+                    f"PostgreSQL at {database.describe()} is not reachable "
+                    f"(waited {wait_seconds:g} s): {reason}"
+                ) from exc
             log.warning(
-                "PostgreSQL is not reachable yet (%s); retrying for %.0f more seconds",
-                exc or type(exc).__name__,
+                "PostgreSQL at %s is not reachable yet (%s); retrying for %.0f more seconds",
+                database.describe(),
+                reason,
                 left,
             )
             await asyncio.sleep(min(pause, left))
             pause = min(pause * 2, 5.0)
 
 
+#: Identifies a server and database the same way from every driver.
+_IDENTITY = "SELECT current_database(), pg_postmaster_start_time()::text"
+
+
+def _psycopg_identity(database: Database) -> tuple[str, str]:
+    try:
+        with psycopg.connect(database.conninfo, autocommit=True) as conn:
+            row = conn.execute(_IDENTITY).fetchone()
+    except psycopg.Error as exc:
+        _, reason = classify(exc)
+        raise DatabaseConfigError(
+            f"cannot use PostgreSQL at {database.describe()} with psycopg: {reason}"
+        ) from exc
+    assert row is not None
+    return (row[0], row[1])
+
+
+async def same_server(pool: asyncpg.Pool, database: Database) -> None:
+    """Check that psycopg (keys, the event store) reaches the server and database the
+    asyncpg pool reaches; raise `DatabaseConfigError` otherwise."""
+    row = await pool.fetchrow(_IDENTITY)
+    via_asyncpg = (row[0], row[1])
+    via_psycopg = await asyncio.to_thread(_psycopg_identity, database)
+    if via_asyncpg != via_psycopg:
+        raise DatabaseConfigError(
+            f"the PostgreSQL clients reach different servers for {database.describe()}: "
+            f"asyncpg {via_asyncpg}, psycopg {via_psycopg}"
+        )
+
+
 async def read_pool(app: web.Application) -> AsyncIterator[None]:
     """The asyncpg pool for keys and queries, and the keyring on top of it."""
-    pool = await connect_pool(app[DATABASE_URL], app[SETTINGS].startup_wait_seconds)
+    database = app[DATABASE]
+    pool = await connect_pool(database, app[SETTINGS].startup_wait_seconds)
+    try:
+        await same_server(pool, database)
+    except BaseException:
+        await pool.close()
+        raise
+    log.info("using PostgreSQL at %s", database.describe())
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", SETUP_LOCK)
         await conn.execute(KEYS_SCHEMA)
@@ -117,7 +179,7 @@ async def event_store(app: web.Application) -> AsyncIterator[None]:
         await conn.execute("SELECT pg_advisory_lock($1)", SETUP_LOCK)
         try:
             store = await asyncio.to_thread(
-                OpsCenter, app[DATABASE_URL], cache_size=settings.aggregate_cache_size
+                OpsCenter, app[DATABASE], cache_size=settings.aggregate_cache_size
             )
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", SETUP_LOCK)
@@ -150,7 +212,7 @@ async def writer(app: web.Application) -> AsyncIterator[None]:
 async def projection_runners(app: web.Application) -> AsyncIterator[None]:
     """The projection runners: read-model tables are created before serving; on shutdown
     the runners are cancelled and awaited (an unfinished chunk rolls back)."""
-    runners = ProjectionSet(app[DATABASE_URL], create_projections())
+    runners = ProjectionSet(app[DATABASE], create_projections())
     await runners.start()
     app[PROJECTIONS] = runners
     app[READY]["projections"] = True
@@ -167,6 +229,8 @@ def create_app(settings: Settings) -> web.Application:
         middlewares=[request_middleware, problems_middleware, auth_middleware],
         client_max_size=settings.max_body_bytes,
     )
+    if settings.database_url is not None:
+        Database.parse(settings.database_url)  # a configuration error stops here, at once
     app[SETTINGS] = settings
     app[PROFILE] = load_profile(settings.profile)
     app[RATE_LIMITER] = RateLimiter(burst_seconds=settings.rate_burst_seconds)

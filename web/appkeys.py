@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from ops_center.application import OpsCenter
+from ops_center.database import Database
 from ops_center.keys import Principal
 from ops_center.keystore import Keyring
 from ops_center.metrics import Metrics
@@ -24,8 +25,8 @@ from streams.publisher import Publisher
 
 SETTINGS = web.AppKey("settings", Settings)
 PROFILE = web.AppKey("profile", Profile)
-#: The PostgreSQL URL in use (external, or the embedded server's).
-DATABASE_URL = web.AppKey("database_url", str)
+#: The PostgreSQL server in use (external, or the embedded server), for every driver.
+DATABASE = web.AppKey("database", Database)
 #: The asyncpg pool for reads (keys, projections, queries).
 DB_POOL = web.AppKey("db_pool", Any)
 EVENT_STORE = web.AppKey("event_store", OpsCenter)

@@ -40,7 +40,7 @@ from streams.publisher import Publisher
 from streams.redis_bus import RedisBus
 from streams.sources import Source
 from web.appkeys import (
-    DATABASE_URL,
+    DATABASE,
     PRINCIPAL,
     PROFILE,
     PROJECTIONS,
@@ -199,7 +199,7 @@ async def stream_hub(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     bus = _bus(app)
     await bus.start()
-    pool = await asyncpg.create_pool(app[DATABASE_URL], min_size=1, max_size=POOL_SIZE)
+    pool = await asyncpg.create_pool(**app[DATABASE].asyncpg_args(), min_size=1, max_size=POOL_SIZE)
     source = Source(pool, app[PROFILE], owners_within)
     hub = Hub(
         bus,

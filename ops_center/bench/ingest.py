@@ -47,7 +47,6 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import urlsplit, urlunsplit
 from uuid import UUID
 
 import orjson
@@ -74,6 +73,7 @@ from ops_center.bench.report import (
 )
 from ops_center.bench.server import STATS_PATH
 from ops_center.bench.workload import CAMERA_SOURCES, MIX, VIETNAM, Workload, split
+from ops_center.database import Database, DatabaseConfigError
 from ops_center.embedded import free_port
 from ops_center.profile import load_profile
 from ops_center.settings import Settings
@@ -478,8 +478,9 @@ class Monitor:
 
     def __init__(self, database_url: str) -> None:
         self.database_url = database_url
-        self.conn = psycopg.connect(database_url, autocommit=True)
-        host = urlsplit(database_url).hostname or "localhost"
+        database = Database.parse(database_url)
+        self.conn = psycopg.connect(database.conninfo, autocommit=True)
+        host = database.get("host") or "localhost"
         self.local = host in ("127.0.0.1", "localhost", "::1") or host.startswith("/")
 
     def close(self) -> None:
@@ -642,14 +643,14 @@ class NaiveBench(Application[UUID]):
 
 def naive_env(database_url: str) -> dict[str, str]:
     """The library's PostgreSQL settings for this URL, everything else left at defaults."""
-    parts = urlsplit(database_url)
+    database = Database.parse(database_url)
     return {
         "PERSISTENCE_MODULE": "eventsourcing.postgres",
-        "POSTGRES_DBNAME": parts.path.lstrip("/") or "postgres",
-        "POSTGRES_HOST": parts.hostname or "127.0.0.1",
-        "POSTGRES_PORT": str(parts.port or 5432),
-        "POSTGRES_USER": parts.username or "postgres",
-        "POSTGRES_PASSWORD": parts.password or "",
+        "POSTGRES_DBNAME": database.dbname,
+        "POSTGRES_HOST": database.get("host") or "127.0.0.1",
+        "POSTGRES_PORT": database.get("port") or "5432",
+        "POSTGRES_USER": database.get("user") or "postgres",
+        "POSTGRES_PASSWORD": database.get("password") or "",
     }
 
 
@@ -700,7 +701,7 @@ def run_copy(monitor: Monitor, first: int, last: int) -> BaselineResult:
     events = sql.Identifier(EVENTS_TABLE)
     table = sql.Identifier(COPY_TABLE)
     sequence = sql.Identifier(f"{COPY_TABLE}_notification_id_seq")
-    with psycopg.connect(monitor.database_url) as conn:
+    with psycopg.connect(Database.parse(monitor.database_url).conninfo) as conn:
         rows = conn.execute(
             sql.SQL(
                 "SELECT originator_id, originator_version, topic, state FROM {} "
@@ -748,31 +749,25 @@ def run_copy(monitor: Monitor, first: int, last: int) -> BaselineResult:
 # -- the run ---------------------------------------------------------------------------
 
 
-def _with_database(url: str, dbname: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path="/" + dbname))
-
-
 def redact(url: str) -> str:
-    """The URL without its password."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urlunsplit(parts._replace(netloc=netloc))
+    """Where the URL connects, without its password."""
+    return Database.parse(url).describe()
 
 
 @contextmanager
 def scratch_database(server_url: str) -> Iterator[str]:
     """A new database ``ops_bench_<hex>`` on the server of `server_url`, dropped after."""
-    if urlsplit(server_url).scheme not in ("postgres", "postgresql"):
-        raise BenchError("the database must be given as a postgresql:// URL")
+    try:
+        server = Database.parse(server_url)
+    except DatabaseConfigError as exc:
+        raise BenchError(str(exc)) from None
     name = f"ops_bench_{secrets.token_hex(6)}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
+    with psycopg.connect(server.conninfo, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
-        yield _with_database(server_url, name)
+        yield server.with_dbname(name).url
     finally:
-        with psycopg.connect(server_url, autocommit=True) as conn:
+        with psycopg.connect(server.conninfo, autocommit=True) as conn:
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
@@ -833,7 +828,7 @@ def run(options: IngestOptions, server_url: str, *, where: str) -> IngestResults
     profiler = Profiler(options.profile_dir, options.profile_format)
     run_started = time.perf_counter()
     with scratch_database(server_url) as url:
-        dbname = urlsplit(url).path.lstrip("/")
+        dbname = Database.parse(url).dbname
         note(f"ops-center bench ingest: scratch database {dbname} ({where})")
         token = create_key(url, KEY_NAME, "integration", scopes=KEY_SCOPES)
         log_dir = Path(tempfile.mkdtemp(prefix="ops-bench-"))

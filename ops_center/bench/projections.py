@@ -34,7 +34,6 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import urlsplit
 from uuid import UUID
 
 import asyncpg
@@ -66,6 +65,7 @@ from ops_center.bench.report import (
     rate,
     thousands,
 )
+from ops_center.database import Database
 from ops_center.decisions import aggregate_id, decide
 from ops_center.errors import Rejection
 from ops_center.profile import Profile, load_profile
@@ -126,7 +126,7 @@ class LogFiller:
         self.app = OpsCenter(database_url)  # creates the events and receipts tables
         self.profile = profile or load_profile()
         self.key = key
-        self.conn = psycopg.connect(database_url)
+        self.conn = psycopg.connect(Database.parse(database_url).conninfo)
         self.cache: OrderedDict[UUID, Aggregate] = OrderedDict()
         self.known: set[UUID] = set()
         self.events: list[tuple[Any, int, str, bytes]] = []
@@ -346,7 +346,7 @@ class Scan:
 
 async def scan_log(database_url: str) -> Scan:
     """``SELECT ... FROM ops_events ORDER BY notification_id`` through an asyncpg cursor."""
-    conn = await asyncpg.connect(database_url)
+    conn = await asyncpg.connect(**Database.parse(database_url).asyncpg_args())
     try:
         total = await conn.fetchval(f"SELECT count(*) FROM {EVENTS_TABLE}")
         progress = Progress("baseline: plain scan of the log", total, "events")
@@ -560,7 +560,9 @@ async def time_queries(database_url: str, rounds: int, clock: datetime) -> list[
     """Each query `rounds` times (after `WARMUP` untimed runs), as the HTTP handlers run
     them: a pooled connection, a read-only REPEATABLE READ transaction, the answer encoded
     as JSON. The baseline is ``SELECT 1`` in the same transaction."""
-    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
+    pool = await asyncpg.create_pool(
+        **Database.parse(database_url).asyncpg_args(), min_size=1, max_size=1
+    )
     try:
         async with pool.acquire() as conn:
             bench = await workbench(conn, clock)
@@ -607,7 +609,7 @@ async def time_queries(database_url: str, rounds: int, clock: datetime) -> list[
 
 async def vacuum(database_url: str, tables: Iterable[str]) -> float:
     """VACUUM (ANALYZE) tables, as autovacuum would in a running system; seconds."""
-    conn = await asyncpg.connect(database_url)
+    conn = await asyncpg.connect(**Database.parse(database_url).asyncpg_args())
     try:
         started = time.perf_counter()
         for table in tables:
@@ -664,7 +666,7 @@ def run(options: ProjectionsOptions, server_url: str, *, where: str) -> Projecti
     machine = describe_machine()
     started = time.perf_counter()
     with scratch_database(server_url) as url:
-        dbname = urlsplit(url).path.lstrip("/")
+        dbname = Database.parse(url).dbname
         note(f"ops-center bench projections: scratch database {dbname} ({where})")
         stored, rejected, fill_seconds = fill_log(url, options.events, seed=options.seed)
         if stored != options.events:  # pragma: no cover - fill_log stores exactly that
@@ -678,7 +680,7 @@ def run(options: ProjectionsOptions, server_url: str, *, where: str) -> Projecti
         note("  vacuuming the read models (as autovacuum would after a rebuild)")
         vacuumed += asyncio.run(vacuum(url, tables))
         queries = asyncio.run(time_queries(url, options.rounds, clock))
-        with psycopg.connect(url) as conn:
+        with psycopg.connect(Database.parse(url).conninfo) as conn:
             version_row = conn.execute("SELECT current_setting('server_version')").fetchone()
             dossiers_row = conn.execute("SELECT count(*) FROM rm_dossiers").fetchone()
         version = str(version_row[0]) if version_row else "?"

@@ -45,12 +45,13 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL
 
+from ops_center.database import Database, as_database
 from ops_center.domain.alarm import Alarm
 from ops_center.rules.book import CauseRecord, RuleBook
 from ops_center.rules.facts import EVENTS, Facts
 from ops_center.rules.observe import UnitOf
 from ops_center.rules.thresholds import Thresholds
-from ops_center.store import IngestRecorder, OrjsonTranscoder, library_env
+from ops_center.store import IngestRecorder, OrjsonTranscoder
 from projections.events import short_name, topics_of
 
 log = logging.getLogger(__name__)
@@ -252,8 +253,8 @@ class AlarmDesk(Application[UUID]):
         "APPLICATION_RECORDER_TOPIC": get_topic(RulesRecorder),
     }
 
-    def __init__(self, database_url: str) -> None:
-        super().__init__(env=library_env(database_url, pool_size=3))
+    def __init__(self, database: Database | str) -> None:
+        super().__init__(env=as_database(database).library_env(pool_size=3))
         with self.recorder_datastore.transaction(commit=True) as curs:
             curs.execute(
                 "INSERT INTO alarm_rules_position (name) VALUES (%s) ON CONFLICT DO NOTHING",

@@ -23,6 +23,7 @@ from typing import Final, Literal
 import asyncpg
 from eventsourcing.persistence import IntegrityError
 
+from ops_center.database import Database, as_database
 from ops_center.rules.engine import RulesEngine, RulesMoved
 from projections.events import EVENTS_TABLE
 from projections.timeutil import now
@@ -57,7 +58,7 @@ class RulesRunner:
 
     def __init__(
         self,
-        database_url: str,
+        database: Database | str,
         engine: RulesEngine,
         *,
         tick: float = DEFAULT_TICK,
@@ -65,7 +66,7 @@ class RulesRunner:
         lock_interval: float = DEFAULT_LOCK_INTERVAL,
         clock: Callable[[], datetime] = now,
     ) -> None:
-        self.database_url = database_url
+        self.database = as_database(database)
         self.engine = engine
         self.tick = tick
         self.min_interval = min_interval
@@ -135,7 +136,7 @@ class RulesRunner:
                 backoff = min(backoff * 2, MAX_BACKOFF)
 
     async def _session(self, backoff_reset: Callable[[], None]) -> None:
-        conn = await asyncpg.connect(self.database_url)
+        conn = await asyncpg.connect(**self.database.asyncpg_args())
         try:
             while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_KEY):
                 self.state = "standby"

@@ -11,19 +11,16 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import secrets
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import orjson
 import psycopg
 import pytest
-from psycopg import sql
 
 from ops_center.application import OpsCenter
 from ops_center.bench import PROJECTIONS_EVENTS, PROJECTIONS_ROUNDS, run_bench
@@ -42,29 +39,16 @@ PROFILE = load_profile()
 RECORDED = {"rm_feed": {"recorded_at"}}
 
 
-def _database(server_url: str) -> Iterator[str]:
-    parts = urlsplit(server_url)
-    name = f"ops_b_{secrets.token_hex(6)}"
-    admin = urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield urlunsplit(parts._replace(path="/" + name))
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+@pytest.fixture
+def ingested_url(new_database: Any) -> Iterator[str]:
+    with new_database() as url:
+        yield url
 
 
 @pytest.fixture
-def ingested_url(database_url: str) -> Iterator[str]:
-    yield from _database(database_url)
-
-
-@pytest.fixture
-def filled_url(database_url: str) -> Iterator[str]:
-    yield from _database(database_url)
+def filled_url(new_database: Any) -> Iterator[str]:
+    with new_database() as url:
+        yield url
 
 
 def _events(url: str) -> list[tuple[Any, ...]]:
