@@ -35,7 +35,7 @@ KEYRING = web.AppKey("keyring", Keyring)
 RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 #: Set once every resource has started; /healthz answers 200 only then.
 READY = web.AppKey("ready", dict[str, bool])
-#: The Prometheus metrics of this node (``GET /metrics``, `web.metrics`).
+#: The Prometheus metrics of this node and their own registry (``GET /metrics``, `web.metrics`).
 METRICS = web.AppKey("metrics", Metrics)
 #: The projection runners of this node (one active runner per projection across nodes).
 PROJECTIONS = web.AppKey("projections", ProjectionSet)

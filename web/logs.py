@@ -99,8 +99,8 @@ async def request_middleware(request: web.Request, handler: Handler) -> web.Stre
         current_request_id.reset(token)
         route = route_of(request)
         metrics = request.app[METRICS]
-        metrics.http_requests.inc(request.method, route, str(status))
-        metrics.http_seconds.observe(elapsed, route)
+        metrics.http_requests.labels(request.method, route, str(status)).inc()
+        metrics.http_seconds.labels(route).observe(elapsed)
         if REQUEST_LOG.isEnabledFor(logging.INFO):
             principal = request.get(PRINCIPAL)
             fields = {

@@ -1,4 +1,4 @@
-"""``GET /metrics``: this node's metrics in the Prometheus text format (0.0.4).
+"""``GET /metrics``: this node's metrics in a Prometheus exposition format.
 
 Who may read it: an ``admin`` key, or the secret of `Settings.metrics_token`
 (``OPS_CENTER_METRICS_TOKEN``) when one is set, both as ``Authorization: Bearer``
@@ -6,35 +6,39 @@ Who may read it: an ``admin`` key, or the secret of `Settings.metrics_token`
 volumes, which is operational intelligence: they are not public. The dedicated token
 lets a scraper read metrics without holding a key that may ingest or act.
 
-Families (all prefixed ``ops_center_``):
+The format is the one prometheus-client chooses from the ``Accept`` header: OpenMetrics
+when the scraper asks for it (Prometheus does), else the text format 0.0.4, with the
+matching ``Content-Type``. The families, their labels and how they merge across the
+processes of a node are listed in `ops_center.metrics`; this module adds the values that
+live elsewhere:
 
-* ``ingest_events_total{outcome}``, ``ingest_rejections_total{code}``: per-event results;
-  the ingest rate is ``rate(ops_center_ingest_events_total[1m])``;
-* ``commit_batch_events`` and ``commit_seconds``: histograms of the group-commit
-  transactions (events per transaction, duration); ``commit_failures_total``;
-* ``event_log_head``, ``projection_position{projection}``,
-  ``projection_lag_events{projection}``, ``projection_active{projection}`` (this node runs
-  it), ``store_up`` (the database answered the scrape's query);
-* ``ws_clients``, ``ws_subscriptions``, ``ws_coalesced_total`` (times a slow client's
-  queue was coalesced), ``ws_dropped_frames_total`` (error frames dropped while
-  coalescing), ``stream_resyncs_total``;
-* ``http_requests_total{method,route,status}``, ``http_request_seconds{route}``: every
-  request by route template (``/api/v1/devices/{code}``; ``unmatched`` for unknown paths).
-
-And, unprefixed as Prometheus clients name them: ``process_cpu_seconds_total``,
-``process_start_time_seconds``, ``process_resident_memory_bytes``, ``process_open_fds``.
+* read from the database at each scrape, by the process that answers it:
+  ``ops_center_store_up`` (the database answered), ``ops_center_event_log_head``,
+  ``ops_center_projection_position{projection}`` and
+  ``ops_center_projection_lag_events{projection}`` (events of the log not applied yet,
+  whichever node runs the projection);
+* this process's state, copied into its metrics by `publish_process_state` just before
+  each exposition (and, in multiprocess mode, every `PUBLISH_SECONDS`, since a scrape is
+  answered by one process only: the other processes' values are at most that old): open
+  WebSockets and subscriptions, coalesced and dropped frames, the hub's resyncs, the
+  writer's failed transactions, which projections this process runs.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import logging
 import os
-import time
+from collections.abc import AsyncIterator
+from typing import Final
 
-from aiohttp import web
+from aiohttp import hdrs, web
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import mark_process_dead
 
-from ops_center.metrics import CONTENT_TYPE, Family, Metrics
+from ops_center.metrics import Metrics
 from streams.outbox import Outbox
 from web.appkeys import METRICS, PRINCIPAL, PROJECTIONS, SETTINGS, STREAM_HUB, WRITER
 from web.problems import problem
@@ -42,9 +46,8 @@ from web.ready import read_log_state
 
 log = logging.getLogger(__name__)
 
-PREFIX = "ops_center_"
-#: When this process started (seconds since the epoch), for ``process_start_time_seconds``.
-_STARTED = time.time()
+#: Seconds between two copies of a process's state into the shared files (multiprocess).
+PUBLISH_SECONDS: Final = 5.0
 
 
 def metrics_token_accepted(request: web.Request, token: str) -> bool:
@@ -60,106 +63,16 @@ def session_closed(app: web.Application, outbox: Outbox) -> None:
     metrics.ws_closed_dropped += outbox.dropped
 
 
-def _gauge(name: str, help: str, value: float) -> Family:
-    return Family(PREFIX + name, help, "gauge", samples=[((), value)])
-
-
-def _counter(name: str, help: str, value: float) -> Family:
-    return Family(PREFIX + name, help, "counter", samples=[((), value)])
-
-
-def _process_families() -> list[Family]:
-    """The usual ``process_*`` metrics of Prometheus clients (Linux ``/proc``)."""
-    families = [
-        Family(
-            "process_cpu_seconds_total",
-            "User and system CPU time spent in seconds.",
-            "counter",
-            samples=[((), time.process_time())],
-        ),
-        Family(
-            "process_start_time_seconds",
-            "Start time of the process since the Unix epoch in seconds.",
-            "gauge",
-            samples=[((), _STARTED)],
-        ),
-    ]
-    try:
-        with open("/proc/self/statm") as statm:
-            resident_pages = int(statm.read().split()[1])
-        open_fds = len(os.listdir("/proc/self/fd"))
-    except OSError:  # not Linux
-        return families
-    families += [
-        Family(
-            "process_resident_memory_bytes",
-            "Resident memory size in bytes.",
-            "gauge",
-            samples=[((), resident_pages * os.sysconf("SC_PAGE_SIZE"))],
-        ),
-        Family(
-            "process_open_fds",
-            "Number of open file descriptors.",
-            "gauge",
-            samples=[((), open_fds)],
-        ),
-    ]
-    return families
-
-
-async def _state_families(app: web.Application) -> list[Family]:
-    """Gauges read at scrape time: the log, projections, writer and WebSockets."""
-    families: list[Family] = _process_families()
-    runners = app[PROJECTIONS].runners if PROJECTIONS in app else {}
-    try:
-        state = await read_log_state(app)
-    except Exception as exc:
-        log.warning("metrics: the database did not answer: %s", exc)
-        families.append(_gauge("store_up", "1 when the database answered this scrape.", 0))
-    else:
-        families.append(_gauge("store_up", "1 when the database answered this scrape.", 1))
-        families.append(_gauge("event_log_head", "Last position of the event log.", state.head))
-        names = sorted(set(runners) | set(state.positions))
-        families.append(
-            Family(
-                PREFIX + "projection_position",
-                "Last position each projection has committed.",
-                "gauge",
-                ("projection",),
-                [((n,), state.positions.get(n, 0)) for n in names],
-            )
-        )
-        families.append(
-            Family(
-                PREFIX + "projection_lag_events",
-                "Events of the log each projection has not applied yet.",
-                "gauge",
-                ("projection",),
-                [((n,), state.lag(n)) for n in names],
-            )
-        )
-    families.append(
-        Family(
-            PREFIX + "projection_active",
-            "1 when this node runs the projection (holds its lock).",
-            "gauge",
-            ("projection",),
-            [((n,), 1 if r.state == "active" else 0) for n, r in sorted(runners.items())],
-        )
-    )
-    if WRITER in app:
-        failed = app[WRITER].stats.failed_batches
-        families.append(
-            _counter("commit_failures_total", "Group-commit transactions that failed.", failed)
-        )
+def publish_process_state(app: web.Application) -> None:
+    """Copy this process's WebSocket, stream, writer and projection state into its metrics."""
     metrics = app[METRICS]
-    coalesced, dropped, clients, subscriptions, resyncs = (
-        metrics.ws_closed_coalesced,
-        metrics.ws_closed_dropped,
-        0,
-        0,
-        0,
-    )
+    if PROJECTIONS in app:
+        for name, runner in app[PROJECTIONS].runners.items():
+            metrics.projection_active.labels(name).set(1 if runner.state == "active" else 0)
+    if WRITER in app:
+        metrics.commit_failures.update(app[WRITER].stats.failed_batches)
+    clients = subscriptions = 0
+    coalesced, dropped = metrics.ws_closed_coalesced, metrics.ws_closed_dropped
     hub = app.get(STREAM_HUB)
     if hub is not None:
         for session in hub.sessions:
@@ -167,19 +80,43 @@ async def _state_families(app: web.Application) -> list[Family]:
             subscriptions += len(session.subscriptions)
             coalesced += session.outbox.coalesced
             dropped += session.outbox.dropped
-        resyncs = hub.resyncs
-    families += [
-        _gauge("ws_clients", "Open WebSocket connections.", clients),
-        _gauge("ws_subscriptions", "Topic subscriptions of the open connections.", subscriptions),
-        _counter(
-            "ws_coalesced_total", "Times a slow client's queue of frames was coalesced.", coalesced
-        ),
-        _counter(
-            "ws_dropped_frames_total", "Error frames dropped from slow clients' queues.", dropped
-        ),
-        _counter("stream_resyncs_total", "Fresh snapshots sent instead of deltas.", resyncs),
-    ]
-    return families
+        metrics.stream_resyncs.update(hub.resyncs)
+    metrics.ws_clients.set(clients)
+    metrics.ws_subscriptions.set(subscriptions)
+    metrics.ws_coalesced.update(coalesced)
+    metrics.ws_dropped.update(dropped)
+
+
+async def database_families(app: web.Application) -> list[Metric]:
+    """The gauges read from the database for this scrape (``store_up`` 0 and nothing
+    else when it does not answer)."""
+    up = GaugeMetricFamily("ops_center_store_up", "1 when the database answered this scrape.")
+    try:
+        state = await read_log_state(app)
+    except Exception as exc:
+        log.warning("metrics: the database did not answer: %s", exc)
+        up.add_metric([], 0)
+        return [up]
+    up.add_metric([], 1)
+    runners = app[PROJECTIONS].runners if PROJECTIONS in app else {}
+    names = sorted(set(runners) | set(state.positions))
+    position = GaugeMetricFamily(
+        "ops_center_projection_position",
+        "Last position each projection has committed.",
+        labels=["projection"],
+    )
+    lag = GaugeMetricFamily(
+        "ops_center_projection_lag_events",
+        "Events of the log each projection has not applied yet.",
+        labels=["projection"],
+    )
+    for name in names:
+        position.add_metric([name], state.positions.get(name, 0))
+        lag.add_metric([name], state.lag(name))
+    head = GaugeMetricFamily(
+        "ops_center_event_log_head", "Last position of the event log.", value=state.head
+    )
+    return [up, head, position, lag]
 
 
 async def get_metrics(request: web.Request) -> web.Response:
@@ -188,10 +125,11 @@ async def get_metrics(request: web.Request) -> web.Response:
     if principal is not None and principal.role != "admin":
         return problem(403, f"key {principal.name!r} ({principal.role}) may not read metrics")
     app = request.app
-    text = app[METRICS].registry.render(await _state_families(app))
-    response = web.Response(text=text)
-    response.headers["Content-Type"] = CONTENT_TYPE
-    return response
+    families = await database_families(app)
+    publish_process_state(app)
+    accept = ",".join(request.headers.getall(hdrs.ACCEPT, []))
+    body, content_type = app[METRICS].exposition(accept, families)
+    return web.Response(body=body, headers={hdrs.CONTENT_TYPE: content_type})
 
 
 async def _hook_writer(app: web.Application) -> None:
@@ -199,8 +137,35 @@ async def _hook_writer(app: web.Application) -> None:
         app[WRITER].on_commit.append(app[METRICS].observe_commit)
 
 
+async def process_publisher(app: web.Application) -> AsyncIterator[None]:
+    """In multiprocess mode: publish this process's state every `PUBLISH_SECONDS`; when
+    the application stops, drop this process's gauges from the shared files."""
+    if not app[METRICS].multiprocess:
+        yield
+        return
+
+    async def publish() -> None:
+        while True:
+            await asyncio.sleep(PUBLISH_SECONDS)
+            try:
+                publish_process_state(app)
+            except Exception:
+                log.exception("metrics: publishing this process's state failed")
+
+    task = asyncio.create_task(publish(), name="metrics:publisher")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+
+
 def add_metrics_routes(app: web.Application) -> None:
-    """Create the node's `Metrics`, register ``GET /metrics`` and the writer's hook."""
+    """Create the node's `Metrics` (its own registry), register ``GET /metrics``, the
+    writer's hook and the multiprocess publisher."""
     app[METRICS] = Metrics()
     app.router.add_get("/metrics", get_metrics)
     app.on_startup.append(_hook_writer)
+    app.cleanup_ctx.append(process_publisher)

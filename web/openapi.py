@@ -603,7 +603,11 @@ PATHS: Final[dict[str, Any]] = {
             "summary": "Prometheus metrics (an admin key, or OPS_CENTER_METRICS_TOKEN)",
             "tags": ["meta"],
             "responses": {
-                "200": {"description": "text format 0.0.4", "content": {"text/plain": {}}},
+                "200": {
+                    "description": "Prometheus text format 0.0.4, or OpenMetrics when the "
+                    "Accept header asks for it",
+                    "content": {"text/plain": {}, "application/openmetrics-text": {}},
+                },
                 "401": _READ_ERRORS["401"],
                 "403": _problem("the key is not an admin key"),
             },

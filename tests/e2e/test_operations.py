@@ -1,4 +1,4 @@
-"""Operations: /readyz, /metrics (Prometheus text) and request logs with request ids."""
+"""Operations: /readyz, /metrics (Prometheus exposition) and request logs with request ids."""
 
 from __future__ import annotations
 
@@ -9,7 +9,12 @@ from typing import Any
 
 import orjson
 import pytest
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as openmetrics_families,
+)
+from prometheus_client.parser import text_string_to_metric_families
 
+from ops_center.metrics import LATENCY_BUCKETS
 from projections.cli import format_status, status
 from web.appkeys import ALARM_RULES, PROJECTIONS
 from web.logs import JsonFormatter, TextFormatter
@@ -17,33 +22,15 @@ from web.logs import JsonFormatter, TextFormatter
 PROBLEM = "application/problem+json"
 TIMEOUT = 20
 
-#: One sample line of the text format: name, optional labels, a value.
-SAMPLE = re.compile(
-    r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*\})? '
-    r"(-?[0-9.e+]+|\+Inf|-Inf|NaN)$"
-)
-
 
 def parse_exposition(text: str) -> dict[str, dict[str, float]]:
-    """Samples by metric name, then by label string; asserts every line is well formed
-    and every family has HELP and TYPE before its samples."""
+    """Samples by sample name, then by label string (``{a="x",b="y"}``, names sorted);
+    prometheus-client's parser raises on anything it cannot read."""
     samples: dict[str, dict[str, float]] = {}
-    typed: set[str] = set()
-    assert text.endswith("\n")
-    for line in text.splitlines():
-        if line.startswith("# HELP "):
-            continue
-        if line.startswith("# TYPE "):
-            name, kind = line.split()[2:4]
-            assert kind in ("counter", "gauge", "histogram"), line
-            typed.add(name)
-            continue
-        match = SAMPLE.match(line)
-        assert match, f"malformed sample line: {line!r}"
-        name = match.group(1)
-        family = re.sub(r"_(bucket|sum|count)$", "", name)
-        assert name in typed or family in typed, f"sample before its TYPE: {line!r}"
-        samples.setdefault(name, {})[match.group(2) or ""] = float(match.group(4))
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+            samples.setdefault(sample.name, {})["{" + labels + "}" if labels else ""] = sample.value
     return samples
 
 
@@ -160,6 +147,102 @@ async def test_metrics_count_ingest_commits_projections_http_and_websockets(
     assert delta("ops_center_http_requests_total", label) == 2
     assert after["ops_center_http_request_seconds_count"]['{route="/api/v1/events"}'] >= 2
     await ws.close()
+
+
+#: Every family the hand-written exposition had (before prometheus-client), as the parser
+#: names them (counters without ``_total``), with its type and label names: dashboards
+#: are built on these.
+DASHBOARD_FAMILIES: dict[str, tuple[str, frozenset[str]]] = {
+    "ops_center_ingest_events": ("counter", frozenset({"outcome"})),
+    "ops_center_ingest_rejections": ("counter", frozenset({"code"})),
+    "ops_center_commit_batch_events": ("histogram", frozenset()),
+    "ops_center_commit_seconds": ("histogram", frozenset()),
+    "ops_center_commit_failures": ("counter", frozenset()),
+    "ops_center_http_requests": ("counter", frozenset({"method", "route", "status"})),
+    "ops_center_http_request_seconds": ("histogram", frozenset({"route"})),
+    "ops_center_store_up": ("gauge", frozenset()),
+    "ops_center_event_log_head": ("gauge", frozenset()),
+    "ops_center_projection_position": ("gauge", frozenset({"projection"})),
+    "ops_center_projection_lag_events": ("gauge", frozenset({"projection"})),
+    "ops_center_projection_active": ("gauge", frozenset({"projection"})),
+    "ops_center_ws_clients": ("gauge", frozenset()),
+    "ops_center_ws_subscriptions": ("gauge", frozenset()),
+    "ops_center_ws_coalesced": ("counter", frozenset()),
+    "ops_center_ws_dropped_frames": ("counter", frozenset()),
+    "ops_center_stream_resyncs": ("counter", frozenset()),
+    "process_cpu_seconds": ("counter", frozenset()),
+    "process_start_time_seconds": ("gauge", frozenset()),
+    "process_resident_memory_bytes": ("gauge", frozenset()),
+    "process_open_fds": ("gauge", frozenset()),
+}
+
+
+async def test_metrics_keep_every_family_name_type_and_label_after_traffic(
+    make_api: Any, admin_key: Any, viewer_key: Any, ce: Any
+) -> None:
+    api = await make_api()
+    good = ce.event("camera.registered")
+    invalid = ce.event("camera.status", ce.code("camera.registered"), status="online")
+    reply = await api.batch([good, invalid])
+    async with asyncio.timeout(TIMEOUT):
+        await api.app[PROJECTIONS].wait_for(reply.results[0]["position"])
+    ws = await api.client.ws_connect("/ws", headers=viewer_key.headers)
+    await ws.send_str('{"op": "subscribe", "topic": "overview"}')
+    await ws.receive(timeout=TIMEOUT)
+    await api.get("/api/v1/units", key=viewer_key)
+
+    async with api.client.get("/metrics", headers=admin_key.headers) as response:
+        assert response.status == 200
+        text = await response.text()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    for name, (kind, labels) in DASHBOARD_FAMILIES.items():
+        assert name in families, f"{name} is missing from /metrics"
+        family = families[name]
+        assert family.type == kind, name
+        assert family.samples, f"{name} has no sample"
+        for sample in family.samples:
+            assert set(sample.labels) - {"le"} == labels, (name, sample)
+    # the library's own process and runtime collectors are there too
+    assert {"process_virtual_memory_bytes", "python_info"} <= set(families)
+    assert not any(name.endswith("_created") for name in families)
+
+    # a histogram has its cumulative buckets, ending with +Inf == count
+    seconds = [
+        s
+        for s in families["ops_center_http_request_seconds"].samples
+        if s.labels.get("route") == "/api/v1/units"
+    ]
+    buckets = [(s.labels["le"], s.value) for s in seconds if s.name.endswith("_bucket")]
+    assert [le for le, _ in buckets] == [*(str(b) for b in LATENCY_BUCKETS), "+Inf"]
+    counts = [value for _, value in buckets]
+    assert counts == sorted(counts)
+    (count,) = (s.value for s in seconds if s.name.endswith("_count"))
+    assert counts[-1] == count >= 1
+    await ws.close()
+
+
+async def test_metrics_answer_openmetrics_when_the_scraper_asks_for_it(
+    make_api: Any, admin_key: Any, ce: Any
+) -> None:
+    """Prometheus asks for OpenMetrics first; the library's negotiation answers it."""
+    api = await make_api()
+    await api.ingest(ce.event("camera.registered"))
+    accept = "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.2"
+    headers = {**admin_key.headers, "Accept": accept}
+    async with api.client.get("/metrics", headers=headers) as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith(
+            "application/openmetrics-text; version=1.0.0"
+        )
+        text = await response.text()
+    assert text.endswith("# EOF\n")
+    families = {f.name: f for f in openmetrics_families(text)}
+    accepted = [
+        s.value
+        for s in families["ops_center_ingest_events"].samples
+        if s.name == "ops_center_ingest_events_total" and s.labels == {"outcome": "accepted"}
+    ]
+    assert accepted == [1.0]
 
 
 async def test_every_request_is_logged_once_with_its_request_id_and_no_secret(
