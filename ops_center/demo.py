@@ -30,6 +30,7 @@ from typing import Final, TextIO
 import aiohttp
 from aiohttp import web
 
+from ops_center.cli_errors import CommandFailed, check_listen, describe, listen_failure
 from ops_center.keystore import create_key
 from ops_center.loadgen import run_tag
 from ops_center.rateline import RateLine
@@ -177,7 +178,8 @@ async def _last_seen(base: str, key: str) -> tuple[int, datetime | None]:
 
 
 def main(settings: Settings, *, speed: float, history_hours: float, seed: int | None) -> int:
-    """Run the demo until SIGINT or SIGTERM; 0 on a clean stop."""
+    """Run the demo until SIGINT or SIGTERM; 0 on a clean stop, 1 on a failure (the port
+    already in use, the server not answering its own simulator)."""
 
     async def run() -> None:
         stop = asyncio.Event()
@@ -194,8 +196,17 @@ def main(settings: Settings, *, speed: float, history_hours: float, seed: int | 
         )
 
     try:
-        asyncio.run(run())
-    except (SendError, OSError) as exc:
+        check_listen(settings.host, settings.port)  # before the database starts
+    except CommandFailed as exc:
         print(f"ops-center demo: {exc}", file=sys.stderr)
-        return 2
+        return 1
+    try:
+        asyncio.run(run())
+    except SendError as exc:
+        print(f"ops-center demo: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        failure = listen_failure(exc, settings.host, settings.port)
+        print(f"ops-center demo: {describe(failure or exc)}", file=sys.stderr)
+        return 1
     return 0

@@ -28,7 +28,10 @@ from ops_center.keys import (
 
 
 class KeyCommandError(Exception):
-    """A key command that cannot be carried out (name taken, unknown name, bad role)."""
+    """A key command that cannot be carried out (name taken, unknown name, already revoked).
+
+    Values refused before any work (a bad name, role, scope or rate) raise `ValueError`.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,9 +65,9 @@ def create_key(
     check_name(name)
     checked_role = check_role(role)
     if rate is not None and rate <= 0:
-        raise KeyCommandError("--rate must be a positive number of events per second")
+        raise ValueError("--rate must be a positive number of events per second")
     if checked_role == "integration" and not scopes:
-        raise KeyCommandError("an integration key needs at least one --scope (e.g. 'camera.*')")
+        raise ValueError("an integration key needs at least one --scope (e.g. 'camera.*')")
     secret = new_secret()
     with psycopg.connect(as_database(database).conninfo, autocommit=True) as conn:
         conn.execute(SCHEMA)

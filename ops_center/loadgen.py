@@ -99,7 +99,8 @@ async def _pause(stop: asyncio.Event, seconds: float) -> None:
 def main(
     url: str, key: str, *, rate: float | None, duration: float | None, seed: int | None
 ) -> int:
-    """Run the load generator; 0 when every event was accepted, 1 on rejections."""
+    """Run the load generator; 0 when every event was accepted, 1 on rejections or when
+    the server could not be reached (or refused the key)."""
 
     async def run() -> Tally:
         stop = asyncio.Event()
@@ -114,5 +115,5 @@ def main(
         tally = asyncio.run(run())
     except SendError as exc:
         print(f"ops-center simulate: {exc}", file=sys.stderr)
-        return 2
+        return 1
     return 1 if tally.rejected else 0

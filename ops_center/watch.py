@@ -1,5 +1,9 @@
 """``ops-center watch TOPIC``: a live terminal view of a stream, on the websockets client.
 
+``--url`` is the server's http(s) address (the ``/ws`` endpoint is derived from it, see
+`ops_center.client_options.websocket_url`), ``--key`` a viewer key (or
+``$OPS_CENTER_TOKEN``); ``--token`` and a ``ws(s)://`` URL are the older spellings.
+
 It subscribes to one topic (optionally one unit), applies snapshots and deltas with
 `streams.client.Screen` and redraws the state after every frame: the overview and the
 services statistics as indented figures, the other topics as their latest items. When
@@ -22,12 +26,10 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus, WebSocketException
 
+from ops_center.client_options import KEY_ENV, add_key_option, add_url_option, websocket_url
 from streams import topics
 from streams.client import Screen
 
-DEFAULT_URL: Final = "ws://127.0.0.1:8080/ws"
-#: Environment variable holding the key when --token is not given.
-TOKEN_ENV: Final = "OPS_CENTER_TOKEN"
 #: Items shown for the list topics.
 SHOWN_ITEMS: Final = 20
 #: First and largest pause before reconnecting, in seconds.
@@ -82,10 +84,10 @@ class Watcher:
     """Follows one subscription, reconnecting with ``since``; writes to `out`."""
 
     def __init__(
-        self, url: str, token: str, topic: str, unit: str | None, out: TextIO, *, clear: bool
+        self, url: str, key: str, topic: str, unit: str | None, out: TextIO, *, clear: bool
     ) -> None:
         self.url = url
-        self.token = token
+        self.key = key
         self.topic = topic
         self.unit = unit
         self.out = out
@@ -118,7 +120,7 @@ class Watcher:
 
     async def run(self) -> int:
         retry = MIN_RETRY
-        headers = {"Authorization": f"Bearer {self.token}"}
+        headers = {"Authorization": f"Bearer {self.key}"}
         while True:
             try:
                 async with connect(
@@ -128,9 +130,9 @@ class Watcher:
                     await self.follow(ws)
             except InvalidStatus as exc:
                 status = exc.response.status_code
-                print(f"ops-center watch: refused ({status})", file=sys.stderr)
+                print(f"ops-center watch: {self.url} refused ({status})", file=sys.stderr)
                 if status in (401, 403):
-                    return 2
+                    return 1
             except (OSError, TimeoutError, WebSocketException) as exc:
                 print(f"ops-center watch: disconnected ({exc}); retrying", file=sys.stderr)
             await asyncio.sleep(retry)
@@ -139,10 +141,8 @@ class Watcher:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("topic", choices=list(topics.TOPICS), help="the topic to follow")
-    parser.add_argument(
-        "--url", default=DEFAULT_URL, help=f"the server's /ws (default {DEFAULT_URL})"
-    )
-    parser.add_argument("--token", help=f"a viewer key (default: ${TOKEN_ENV})")
+    add_url_option(parser, websocket=True)
+    add_key_option(parser, "a viewer key", env=True, aliases=("--token",))
     parser.add_argument("--unit", help="a unit's code: only that unit and the units below it")
     parser.add_argument(
         "--no-clear", action="store_true", help="append each state instead of redrawing"
@@ -150,12 +150,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    token = args.token or os.environ.get(TOKEN_ENV)
-    if not token:
-        print(f"ops-center watch: give a key with --token or ${TOKEN_ENV}", file=sys.stderr)
+    """Follow the topic until Ctrl-C; 2 without a key, 1 when the key is refused."""
+    key = args.key or os.environ.get(KEY_ENV)
+    if not key:
+        print(f"ops-center watch: give a key with --key or ${KEY_ENV}", file=sys.stderr)
         return 2
     clear = not args.no_clear and sys.stdout.isatty()
-    watcher = Watcher(args.url, token, args.topic, args.unit, sys.stdout, clear=clear)
+    url = websocket_url(args.url)
+    watcher = Watcher(url, key, args.topic, args.unit, sys.stdout, clear=clear)
     with contextlib.suppress(KeyboardInterrupt):
         return asyncio.run(watcher.run())
     return 0

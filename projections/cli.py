@@ -43,20 +43,38 @@ from projections.timeutil import TZ
 PROGRESS_EVERY = 0.25
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``projections`` subcommands, for `ops_center.cli`."""
-    commands = parser.add_subparsers(dest="projections_command", required=True)
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def add_arguments(
+    parser: argparse.ArgumentParser, parents: Sequence[argparse.ArgumentParser] = ()
+) -> None:
+    """The ``projections`` subcommands, for `ops_center.cli`.
+
+    `parents` (the options shared by every level, ``--data-dir`` among them) are added to
+    each subcommand, so they may be written before or after its name.
+    """
+    commands = parser.add_subparsers(dest="projections_command", required=True, metavar="COMMAND")
     rebuild_cmd = commands.add_parser(
-        "rebuild", help="rebuild projections from the event log (all, or the one named)"
+        "rebuild",
+        parents=parents,
+        help="rebuild projections from the event log (all, or the one named)",
     )
     rebuild_cmd.add_argument("name", nargs="?", choices=sorted(PROJECTIONS), help="projection")
     rebuild_cmd.add_argument(
         "--batch",
-        type=int,
+        type=_at_least_one,
         default=REBUILD_BATCH,
         help=f"most events per transaction (default {REBUILD_BATCH})",
     )
-    commands.add_parser("status", help="position and lag of every projection")
+    commands.add_parser("status", parents=parents, help="position and lag of every projection")
 
 
 def run(args: argparse.Namespace, database: Database | str) -> int:

@@ -9,61 +9,75 @@ to stdout.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Final
 
 from ops_center.settings import Settings
 
+#: Where the benchmarks' embedded PostgreSQL lives unless ``--data-dir`` says otherwise.
+DEFAULT_DATA_DIR: Final = Path(".ops-center-bench")
 
-def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``bench`` subcommands and their options (imports nothing heavy)."""
-    sub = parser.add_subparsers(dest="bench_command", required=True)
+
+def data_options() -> argparse.ArgumentParser:
+    """``--data-dir`` of the benchmarks, a parent parser for every level of ``bench``.
+
+    Its default is suppressed, so the option may be written before or after the
+    benchmark's name (``bench --data-dir DIR ingest`` or ``bench ingest --data-dir DIR``)
+    without an inner level overwriting the outer value; unset, the benchmarks use
+    `DEFAULT_DATA_DIR` (never the server's own data folder).
+    """
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument(
+        "--data-dir",
+        type=Path,
+        default=argparse.SUPPRESS,
+        metavar="DIR",
+        help=f"folder of the embedded PostgreSQL (default ./{DEFAULT_DATA_DIR}); "
+        "ignored when DATABASE_URL is set",
+    )
+    return options
+
+
+def add_bench_arguments(
+    parser: argparse.ArgumentParser, parents: Sequence[argparse.ArgumentParser] = ()
+) -> None:
+    """The ``bench`` subcommands and their options (imports nothing heavy).
+
+    `parents` (the options shared by every level of the command line) are added to each
+    benchmark, with the benchmarks' ``--data-dir``.
+    """
+    every = [*parents, data_options()]
+    sub = parser.add_subparsers(dest="bench_command", required=True, metavar="BENCHMARK")
     ingest = sub.add_parser(
         "ingest",
+        parents=every,
         help="HTTP ingest vs naive library use vs raw COPY",
         description="Measure HTTP ingest (batched and single events, durable acks) beside "
         "the eventsourcing library used naively and raw PostgreSQL COPY, in one run on a "
         "fresh database, and check the performance budgets.",
-    )
-    ingest.add_argument(
-        "--data-dir",
-        type=Path,
-        default=argparse.SUPPRESS,
-        help="folder of the embedded PostgreSQL (default ./.ops-center-bench); "
-        "ignored when DATABASE_URL is set",
     )
     from ops_center.bench.options import add_ingest_arguments
 
     add_ingest_arguments(ingest)
     projections = sub.add_parser(
         "projections",
+        parents=every,
         help="projection rebuild and leaders' query latency vs plain scan and SELECT 1",
         description="Fill a fresh database with a synthetic log (exactly as ingest records "
         "it), then measure the rebuild rate of all projections together and each alone beside "
         "a plain scan of the log, and the latency of every leaders' query beside SELECT 1, "
         "and check the performance budgets.",
     )
-    projections.add_argument(
-        "--data-dir",
-        type=Path,
-        default=argparse.SUPPRESS,
-        help="folder of the embedded PostgreSQL (default ./.ops-center-bench); "
-        "ignored when DATABASE_URL is set",
-    )
     _add_projections_arguments(projections)
     streams = sub.add_parser(
         "streams",
+        parents=every,
         help="acknowledgement-to-frame latency and WebSocket fan-out",
         description="Start a server on a fresh database, connect hundreds or thousands of "
         "WebSocket screens, offer events over HTTP and measure the time from each "
         "acknowledgement to the frames that show it, and the server's memory, against the "
         "performance budgets.",
-    )
-    streams.add_argument(
-        "--data-dir",
-        type=Path,
-        default=argparse.SUPPRESS,
-        help="folder of the embedded PostgreSQL (default ./.ops-center-bench); "
-        "ignored when DATABASE_URL is set",
     )
     from ops_center.bench.streams import add_streams_arguments
 

@@ -55,6 +55,7 @@ from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
 from psycopg import sql
 
+from ops_center.bench import DEFAULT_DATA_DIR
 from ops_center.bench.client import Connection, HttpError, Reply, build_request
 from ops_center.bench.options import IngestOptions, options_from_args
 from ops_center.bench.report import (
@@ -80,8 +81,6 @@ from ops_center.settings import Settings
 from ops_center.store import RECEIPTS_TABLE
 
 HOST: Final = "127.0.0.1"
-#: Where the embedded PostgreSQL of benchmarks lives unless --data-dir says otherwise.
-DEFAULT_DATA_DIR: Final = Path(".ops-center-bench")
 EVENTS_TABLE: Final = "ops_events"
 #: Stored topics of the alarm rules' events (``LIKE`` pattern): the server's own events,
 #: not counted with the acknowledged ones.
@@ -1133,7 +1132,7 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
             results = run(options, server_url, where=where)
     except (BenchError, HttpError) as exc:
         print(f"\nops-center bench ingest: {exc}", file=sys.stderr)
-        return 2
+        return 1
     print(format_report(results), flush=True)
     if options.json_path is not None:
         options.json_path.write_bytes(

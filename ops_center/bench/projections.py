@@ -45,9 +45,13 @@ from eventsourcing.domain import Aggregate
 from psycopg import sql
 
 from ops_center.application import OpsCenter
-from ops_center.bench import PROJECTIONS_EVENTS, PROJECTIONS_ROUNDS, PROJECTIONS_SEED
-from ops_center.bench.ingest import (
+from ops_center.bench import (
     DEFAULT_DATA_DIR,
+    PROJECTIONS_EVENTS,
+    PROJECTIONS_ROUNDS,
+    PROJECTIONS_SEED,
+)
+from ops_center.bench.ingest import (
     BenchError,
     Budget,
     redact,
@@ -862,7 +866,7 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
             outcome = run(options, server_url, where=where)
     except BenchError as exc:
         print(f"\nops-center bench projections: {exc}", file=sys.stderr)
-        return 2
+        return 1
     print(format_report(outcome), flush=True)
     if options.json_path is not None:
         options.json_path.write_bytes(

@@ -41,7 +41,8 @@ from typing import Any, Final
 import aiohttp
 import orjson
 
-from ops_center.bench.ingest import DEFAULT_DATA_DIR, BenchError, redact, scratch_database
+from ops_center.bench import DEFAULT_DATA_DIR
+from ops_center.bench.ingest import BenchError, redact, scratch_database
 from ops_center.bench.report import (
     describe_machine,
     format_table,
@@ -674,7 +675,7 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
             results = asyncio.run(_run(options, url, log_path))
     except BenchError as exc:
         print(f"\nops-center bench streams: {exc}", file=sys.stderr)
-        return 2
+        return 1
     print(format_report(results, where), flush=True)
     if options.json_path is not None:
         body = {"results": [asdict(r) for r in results], "budgets": budgets(results)}

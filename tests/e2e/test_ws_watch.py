@@ -59,5 +59,5 @@ def test_render_shows_figures_and_items():
 
 
 def test_watch_is_a_command():
-    args = build_parser().parse_args(["watch", "overview", "--unit", "X", "--token", "k"])
-    assert (args.topic, args.unit, args.token) == ("overview", "X", "k")
+    args = build_parser().parse_args(["watch", "overview", "--unit", "X", "--key", "k"])
+    assert (args.topic, args.unit, args.key) == ("overview", "X", "k")
