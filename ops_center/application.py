@@ -2,7 +2,7 @@
 
 `OpsCenter.ingest` records a batch of validated CloudEvents in one transaction (group
 commit). It is synchronous, like the `eventsourcing` library: call it from a thread.
-Outcomes follow the contract: ``accepted`` with the stored position, ``duplicate`` with
+Outcomes follow docs/CONTRACT.md §2: ``accepted`` with the stored position, ``duplicate`` with
 the original position, or ``rejected`` with a code, pointer and detail. One bad event
 never fails the others: decisions that are refused are left out of the transaction, and
 a transaction refused by the database (a concurrent writer on another node) is retried

@@ -1,8 +1,8 @@
 """Errors with a stable code, a JSON pointer and a human detail.
 
 `Rejection` is what a single ingested event gets back when it cannot be accepted. Its
-`code` is one of the contract's rejection codes; `pointer` is an RFC 6901 pointer into
-the CloudEvent (for example ``/data/status``).
+`code` is one of the rejection codes of docs/CONTRACT.md §2; `pointer` is an RFC 6901
+pointer into the CloudEvent (for example ``/data/status``).
 """
 
 from __future__ import annotations

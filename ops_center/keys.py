@@ -3,10 +3,10 @@
 A key is a random secret shown once when it is created; only its SHA-256 is stored (the
 secret has 256 bits of entropy, so a fast hash is enough and lookups stay O(1)).
 
-Roles (contract section 7): ``integration`` may only ingest, limited to event-type
-patterns (``--scope``, e.g. ``camera.*``) and source patterns (``--source``);
-``viewer`` reads queries and streams; ``operator`` is a viewer who can act on alarms;
-``admin`` may do everything.
+Roles (docs/CONTRACT.md §7): ``integration`` may ingest, limited to event-type patterns
+(``--scope``, e.g. ``camera.*``) and source patterns (``--source``), and read the reference
+data (``/api/v1/units``, ``/api/v1/agencies``) but no other read; ``viewer`` reads queries
+and streams; ``operator`` is a viewer who can act on alarms; ``admin`` may do everything.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The province profile: administrative units and agencies with stable codes.
 
-The server loads one profile at start (contract section 1). A profile is a JSON file::
+The server loads one profile at start (docs/CONTRACT.md §1). A profile is a JSON file::
 
     {"profile": {"code": ..., "name": ..., "name_en": ..., "demo": ..., "description": ...,
                  "timezone": ...},

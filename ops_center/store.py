@@ -64,7 +64,7 @@ class OrjsonTranscoder(Transcoder):
 #: replaces a pooled connection that a database restart broke. The library's own default
 #: (10 attempts, each waiting up to the connect timeout for a connection) held every
 #: request queued behind the writer for about 30 s when the database was down, where the
-#: contract wants a prompt 503.
+#: contract (docs/CONTRACT.md §2) wants a prompt 503.
 INSERT_ATTEMPTS: Final = 3
 
 

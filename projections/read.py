@@ -132,7 +132,7 @@ class Scope:
 async def overview(
     conn: Connection, scope: Scope, *, clock: datetime, as_of: datetime | None = None
 ) -> dict[str, Any]:
-    """The overview of contract section 5, at the projections' position (or as of a time).
+    """The overview of docs/CONTRACT.md §5, at the projections' position (or as of a time).
 
     `clock` is now; with `as_of` the clock is `as_of` and the state that of the events
     recorded by then.

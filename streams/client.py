@@ -2,7 +2,7 @@
 
 `Screen.handle` takes each server frame (decoded JSON) and keeps, per topic, the state
 (the snapshot with every delta applied, by the rules of `streams.topics`) and its
-position. It checks the contract as it goes: a delta needs a snapshot before it and a
+position. It checks docs/CONTRACT.md §6 as it goes: a delta needs a snapshot before it and a
 position greater than the state's. `ops-center watch` and the tests use it.
 """
 

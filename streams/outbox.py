@@ -31,7 +31,7 @@ Op = Literal["snapshot", "delta", "error"]
 
 
 class Frame:
-    """One server-to-client message of contract section 6."""
+    """One server-to-client message of docs/CONTRACT.md §6."""
 
     def __init__(
         self,

@@ -6,7 +6,7 @@ publisher publishes); `Source.device_changes` the devices touched by the events 
 of positions. Every answer is one REPEATABLE READ snapshot of the database, so its
 ``position`` and its content agree.
 
-Each topic's data is the answer of a query of contract section 5, at the same position:
+Each topic's data is the answer of a query of docs/CONTRACT.md §5, at the same position:
 
 * ``overview``: ``GET /api/v1/overview?unit=U``;
 * ``services``: ``GET /api/v1/services/stats?from=<today>&to=<tomorrow>&bucket=hour&unit=U``

@@ -69,7 +69,7 @@ ALARMS: Final = Topic(
     "alarms", "state", "items", ("alarms",), ("id",), descending=True, order_fields=("raised_at",)
 )
 
-#: Every topic by name (contract section 6).
+#: Every topic by name (docs/CONTRACT.md §6).
 TOPICS: Final[dict[str, Topic]] = {
     t.name: t for t in (OVERVIEW, DEVICES, ALARMS, SERVICES, KPIS, FEED)
 }

@@ -1,4 +1,4 @@
-"""Alarms over HTTP (contract section 4): the list, one alarm, and operators' actions.
+"""Alarms over HTTP (docs/CONTRACT.md §4): the list, one alarm, and operators' actions.
 
 * ``GET /api/v1/alarms`` (`state`?, `unit`?, `severity`?, `cause`?, `limit`?, `offset`?):
   alarms newest first, with ``position`` and ``total``; viewer and above.

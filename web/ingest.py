@@ -2,7 +2,7 @@
 
 The answer is sent only after the accepted events are committed. Every event gets its own
 result; a bad event is rejected with a code, a pointer and a detail and never stops the
-good events beside it. Request-level failures are problem+json (contract section 2).
+good events beside it. Request-level failures are problem+json (docs/CONTRACT.md §2).
 """
 
 from __future__ import annotations
@@ -168,7 +168,7 @@ def _result(entry: Entry) -> dict[str, Any]:
 
 
 async def post_events(request: web.Request) -> web.StreamResponse:
-    """Ingest CloudEvents; see the module docstring and contract section 2."""
+    """Ingest CloudEvents; see the module docstring and docs/CONTRACT.md §2."""
     settings = request.app[SETTINGS]
     principal = request[PRINCIPAL]
     if not principal.can("ingest"):

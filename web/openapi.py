@@ -119,7 +119,7 @@ SCHEMAS: Final[dict[str, Any]] = {
             "time": _TIME,
             "subject": {"type": "string", "minLength": 1},
             "datacontenttype": {"type": "string"},
-            "data": {"type": "object", "description": "fields per type: contract section 3"},
+            "data": {"type": "object", "description": "fields per type: docs/CONTRACT.md §3"},
         },
     },
     "IngestResult": {
@@ -478,7 +478,7 @@ PATHS: Final[dict[str, Any]] = {
     "/api/v1/units": _get("Administrative units of the profile", "Reference", tag="reference"),
     "/api/v1/agencies": _get("Agencies of the profile", "Reference", tag="reference"),
     "/api/v1/me": _get(
-        "The calling key: name, role and permissions (not in the contract; for screens)",
+        "The calling key: name, role and permissions (for screens)",
         "Me",
         tag="reference",
     ),
@@ -620,7 +620,7 @@ SPEC: Final[dict[str, Any]] = {
     "info": {
         "title": "Ops center: the province's data operations center",
         "version": "1.0",
-        "description": "CloudEvents ingest and the leaders' queries (contract sections 2-5). "
+        "description": "CloudEvents ingest and the leaders' queries (docs/CONTRACT.md §1-§5). "
         "Times are RFC 3339 with an offset; days and buckets are Asia/Ho_Chi_Minh.",
     },
     "servers": [{"url": "/"}],

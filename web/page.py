@@ -1,4 +1,4 @@
-"""The ops-room page: ``GET /`` and its static files under ``/static/`` (contract: ``/``).
+"""The ops-room page: ``GET /`` and its static files under ``/static/`` (docs/CONTRACT.md §8).
 
 The page shell carries no data and is served without a key (the auth middleware lets
 ``/`` and ``/static/`` through); the page asks for a token itself and sends it with every

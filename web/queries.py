@@ -1,4 +1,4 @@
-"""The leaders' queries (contract section 5), served from the projections' read models.
+"""The leaders' queries (docs/CONTRACT.md §5), served from the projections' read models.
 
 `add_query_routes` registers them. Every answer is JSON with ``position``: the last log
 position the projection has applied (for the overview, the position of the consistent
@@ -318,7 +318,7 @@ async def get_feed(request: web.Request) -> web.StreamResponse:
 
 
 def add_query_routes(app: web.Application) -> None:
-    """Register the contract's query endpoints on `app`."""
+    """Register the query endpoints of docs/CONTRACT.md §5 on `app`."""
     router = app.router
     router.add_get("/api/v1/overview", get_overview)
     router.add_get("/api/v1/devices", get_devices)

@@ -39,8 +39,8 @@ async def get_agencies(request: web.Request) -> web.Response:
 
 
 async def get_me(request: web.Request) -> web.Response:
-    """The calling key: its name, role and what it may do (an extension of the contract,
-    so that a screen can show the alarm actions only to keys that may take them)."""
+    """The calling key: its name, role and what it may do (docs/CONTRACT.md §7), so that a
+    screen can show the alarm actions only to keys that may take them."""
     principal = request[PRINCIPAL]
     body = {
         "name": principal.name,

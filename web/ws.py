@@ -1,4 +1,4 @@
-"""``GET /ws``: live streams for ops-room screens (contract section 6).
+"""``GET /ws``: live streams for ops-room screens (docs/CONTRACT.md §6).
 
 The handshake is authenticated like every call (``Authorization: Bearer`` or ``?token=``,
 by the auth middleware; viewer or above) and checked against the Origin allowlist

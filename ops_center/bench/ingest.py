@@ -94,7 +94,7 @@ SERVER_START_TIMEOUT: Final = 90.0
 #: Cores used by other processes above which the report warns that figures are skewed.
 BUSY_MACHINE_CORES: Final = 0.2
 
-# Budgets from DESIGN.md, "Performance budgets".
+# Budgets from docs/DESIGN.md §4.
 BATCHED_MIN_EVENTS_PER_S: Final = 20_000.0
 BATCHED_MIN_COPY_RATIO: Final = 0.1
 SINGLE_MIN_REQUESTS_PER_S: Final = 3_000.0

@@ -16,7 +16,7 @@ dropped at the end):
    HTTP routes call, in the same read-only REPEATABLE READ transaction, answers encoded as
    JSON), beside the baseline of a ``SELECT 1`` round trip in the same transaction shape.
 
-Budgets (DESIGN.md, "Performance budgets"): rebuild at least 50,000 events/s for all
+Budgets (docs/DESIGN.md §4): rebuild at least 50,000 events/s for all
 projections together; every query p99 under 20 ms.
 """
 
@@ -88,7 +88,7 @@ WARMUP: Final = 5
 #: Seconds between samples of the CPU time of PostgreSQL's processes.
 CPU_SAMPLE: Final = 0.25
 
-# Budgets from DESIGN.md, "Performance budgets".
+# Budgets from docs/DESIGN.md §4.
 REBUILD_MIN_EVENTS_PER_S: Final = 50_000.0
 QUERY_MAX_P99_MS: Final = 20.0
 

@@ -2,7 +2,7 @@
 
 One server process (``python -m ops_center.bench.server``, in-process stream bus) on a
 scratch database; the screens and the sender run in this process, over real WebSockets
-and HTTP. Two phases, each checked against DESIGN.md's budgets:
+and HTTP. Two phases, each checked against the budgets of docs/DESIGN.md §4:
 
 * **latency**: `screens` connected screens (most follow the overview; `probes` of them,
   half on the feed and half on the overview, record every frame) while events are offered
@@ -66,7 +66,7 @@ LANES: Final = 8
 #: Seconds to wait for the last frames once the sender stopped.
 DRAIN_SECONDS: Final = 10.0
 
-# Budgets from DESIGN.md, "Performance budgets".
+# Budgets from docs/DESIGN.md §4.
 LATENCY_P50_MS: Final = 15.0
 LATENCY_P99_MS: Final = 100.0
 FANOUT_P99_MS: Final = 250.0

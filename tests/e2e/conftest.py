@@ -45,7 +45,7 @@ def uid() -> str:
 
 
 class CloudEvents:
-    """Builders of valid CloudEvents for every type of the catalogue (contract section 3).
+    """Builders of valid CloudEvents for every type of the catalogue (docs/CONTRACT.md §3).
 
     Unit and agency codes come from the shipped demo profile; ids and subject codes are
     fresh uuid4 hex strings, so no two tests ever share an event or a subject.

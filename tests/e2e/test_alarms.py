@@ -1,4 +1,4 @@
-"""Alarms end to end (contract section 4): rules raising from ingested events and from the
+"""Alarms end to end (docs/CONTRACT.md §4): rules raising from ingested events and from the
 clock alone, the operators' actions by role, the queries, the overview's count and the
 ``alarms`` live topic, on the real app with its rules running.
 

@@ -1,5 +1,5 @@
 """The auth matrix: every route of the app's router against no key, a bad key, a revoked
-key and each role gives the contract's answer (CONTRACT.md section 7).
+key and each role gives the contract's answer (docs/CONTRACT.md §7).
 
 Routes are enumerated from the running app, so a route added later is covered at once;
 a route this file cannot classify fails the test until its rule is written down in
@@ -33,7 +33,7 @@ PROBLEM = "application/problem+json"
 PUBLIC = frozenset({"/healthz", "/readyz", "/", "/static/{name}"})
 READERS = frozenset({"viewer", "operator", "admin"})
 EVERYONE = frozenset(ROLES)
-#: Alarm actions: ``POST /api/v1/alarms/{id}/ack`` and ``.../resolve`` (section 4).
+#: Alarm actions: ``POST /api/v1/alarms/{id}/ack`` and ``.../resolve`` (docs/CONTRACT.md §4).
 ALARM_ACTION = re.compile(r"^/api/v1/alarms/\{[^}]+\}/[a-z_]+$")
 
 

@@ -1,4 +1,5 @@
-"""``POST /api/v1/events`` end to end: real HTTP, real PostgreSQL, real keys (contract §2, §3, §7).
+"""``POST /api/v1/events`` end to end: real HTTP, real PostgreSQL, real keys
+(docs/CONTRACT.md §2, §3, §7).
 
 Each test starts the app from `create_app`, creates its keys with `create_key`, and uses
 fresh event ids and subject codes, so tests are independent of each other and of order.
@@ -350,7 +351,7 @@ async def test_more_events_than_max_request_events_is_413(make_api, ce) -> None:
     assert (await api.structured(too_many[0])).results[0]["status"] == "accepted"
 
 
-# --- Keys and roles (contract §7) -------------------------------------------------------
+# --- Keys and roles (docs/CONTRACT.md §7) -------------------------------------------------------
 
 
 async def test_no_key_is_401(api, ce) -> None:

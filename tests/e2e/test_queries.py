@@ -1,4 +1,4 @@
-"""The leaders' queries end to end (contract section 5): real HTTP, real PostgreSQL.
+"""The leaders' queries end to end (docs/CONTRACT.md §5): real HTTP, real PostgreSQL.
 
 Each test gets a database of its own (the figures are exact), starts the real app on it,
 ingests a known world over HTTP and waits until every projection has applied the last

@@ -1,4 +1,4 @@
-"""The event store going away and coming back, under a running app (contract §2: 503).
+"""The event store going away and coming back, under a running app (docs/CONTRACT.md §2: 503).
 
 Each test runs its own embedded PostgreSQL on a fixed port in a temporary folder, builds
 the real app on it, stops the server under the app, and starts it again on the same port

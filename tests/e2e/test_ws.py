@@ -1,4 +1,4 @@
-"""``GET /ws`` like an ops-room screen: real WebSockets on the real app (contract section 6).
+"""``GET /ws`` like an ops-room screen: real WebSockets on the real app (docs/CONTRACT.md §6).
 
 Every test reads frames into a `streams.client.Screen`, which applies snapshots and deltas
 by the contract's rules and fails on a delta that does not follow a snapshot or whose

@@ -1,5 +1,5 @@
 """kill -9 of the real server during concurrent ingest, repeated: every acknowledged event
-is stored exactly once, at its acknowledged position (DESIGN.md, Reliability rules).
+is stored exactly once, at its acknowledged position (docs/DESIGN.md §5).
 
 Each trial starts ``ops-center serve`` on the same embedded data folder, lets several
 concurrent clients send new events (single ones and batches, with some already

@@ -1,4 +1,4 @@
-"""The event catalogue (contract §3) and `catalogue.validate_data`, field by field. No I/O:
+"""The event catalogue (docs/CONTRACT.md §3) and `catalogue.validate_data`, field by field. No I/O:
 references are checked against an in-memory stand-in for the province profile."""
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ class Refs:
 
 REFS = Refs()
 
-#: Contract §3: type -> (subject kind, required fields, optional fields).
+#: docs/CONTRACT.md §3: type -> (subject kind, required fields, optional fields).
 CONTRACT: dict[str, tuple[str, set[str], set[str]]] = {
     "radio.station.registered": ("station", {"name", "unit", "clusters"}, {"lat", "lon"}),
     "radio.station.status": ("station", {"status"}, set()),
@@ -57,7 +57,7 @@ CONTRACT: dict[str, tuple[str, set[str], set[str]]] = {
     "kpi.target_revised": ("indicator", {"target", "deadline"}, set()),
 }
 
-#: Contract §3: every enumerated field and its exact values.
+#: docs/CONTRACT.md §3: every enumerated field and its exact values.
 ENUMS: list[tuple[str, str, tuple[str, ...]]] = [
     ("radio.station.status", "status", ("online", "offline")),
     ("radio.broadcast.started", "kind", ("normal", "priority", "emergency")),

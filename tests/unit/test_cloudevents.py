@@ -1,5 +1,5 @@
 """The ingest edge, without I/O: CloudEvents envelopes and fingerprints, key scopes, rate
-limits, and the settings that bound ingest (contract §2 and §7)."""
+limits, and the settings that bound ingest (docs/CONTRACT.md §2 and §7)."""
 
 from __future__ import annotations
 
@@ -306,7 +306,7 @@ def test_fingerprint_is_independent_of_data_key_order(data: dict[str, Any], seed
     assert parse(raw(data=dict(items))).digest == parse(raw(data=data)).digest
 
 
-# --- key scopes (contract §7) -----------------------------------------------------------
+# --- key scopes (docs/CONTRACT.md §7) -----------------------------------------------------------
 
 
 def integration(*scopes: str, sources: tuple[str, ...] = ()) -> Principal:

@@ -1,6 +1,6 @@
 """The aggregates (ops_center.domain) driven through `ops_center.decisions.decide`. No I/O.
 
-Late and out-of-order events are normal (contract §2): every event is recorded as history,
+Late and out-of-order events are normal (docs/CONTRACT.md §2): every event is recorded as history,
 but the current state follows the latest event `time`, not arrival order.
 """
 

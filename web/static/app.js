@@ -1,6 +1,6 @@
 /* The ops-room page: live tiles, devices by area, alarms, KPIs, feed and charts.
  *
- * Data comes from /ws (contract section 6): one subscription per topic, a snapshot then
+ * Data comes from /ws (docs/CONTRACT.md §6): one subscription per topic, a snapshot then
  * deltas applied by the rules of streams/topics.py (merge for overview and services,
  * keyed items for devices, kpis, feed and alarms). On a lost connection the page
  * reconnects with a growing, jittered delay and resubscribes with `since` (the position
