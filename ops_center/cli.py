@@ -82,7 +82,7 @@ def _serve(args: argparse.Namespace) -> int:
     where = (
         "DATABASE_URL" if settings.database_url else f"embedded PostgreSQL in {settings.data_dir}"
     )
-    print(f"ops-center: serving on http://{settings.host}:{settings.port} ({where})", flush=True)
+    print(f"ops-center: starting on http://{settings.host}:{settings.port} ({where})", flush=True)
     try:
         run(app, settings)
     except OSError as exc:

@@ -97,7 +97,7 @@ def check_listen(host: str, port: int) -> None:
 
 def _is_database_error(exc: BaseException) -> bool:
     module = type(exc).__module__
-    if module.partition(".")[0] in _DATABASE_PACKAGES:
+    if module.partition(".")[0] in _DATABASE_PACKAGES or module == "ops_center.database":
         return True
     return module.startswith("eventsourcing.") and any(
         cls.__name__ == "PersistenceError" for cls in type(exc).__mro__
@@ -123,6 +123,8 @@ def describe(exc: BaseException, *, database: bool = False) -> str:
             text += f" (see {log})"
     text = redact(one_line(text)) or type(exc).__name__
     if _is_database_error(exc) or (database and isinstance(exc, OSError)):
+        return f"database: {text}"
+    if isinstance(exc, ValueError) and type(exc).__module__ == "ops_center.database":
         return f"database: {text}"
     if isinstance(exc, OSError) or type(exc).__name__ == "EmbeddedError":
         return text

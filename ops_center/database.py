@@ -244,8 +244,16 @@ class Database:
             # and ingest turns into 503.
             "POSTGRES_PRE_PING": "n",
             "POSTGRES_LOCK_TIMEOUT": "10",
+            # The library qualifies its tables with a schema; asyncpg follows search_path.
+            "POSTGRES_SCHEMA": self.schema,
             "CREATE_TABLE": "y",
         }
+
+    @property
+    def schema(self) -> str:
+        """The schema every client creates and reads tables in: the first entry of a
+        ``search_path`` given in ``options`` (``-c search_path=ops``), else ``public``."""
+        return _first_schema(dict(self.params).get("options", "")) or "public"
 
 
 _EXTRA_ENV: Final = "OPS_POSTGRES_EXTRA_CONNINFO"
@@ -268,6 +276,34 @@ class OpsPostgresFactory(PostgresFactory):
 def as_database(value: Database | str) -> Database:
     """`value` itself, or parsed when it is a URL string (tests and tools pass URLs)."""
     return value if isinstance(value, Database) else Database.parse(value)
+
+
+def _first_schema(options: str) -> str | None:
+    """The first schema of ``search_path`` in libpq ``options`` (``-c search_path=a,b``,
+    ``-csearch_path=a``, ``--search_path=a``); None when it is not set there."""
+    words = options.replace("\\ ", "\0").split()
+    values: list[str] = []
+    for i, word in enumerate(words):
+        setting = None
+        if word == "-c" and i + 1 < len(words):
+            setting = words[i + 1]
+        elif (word.startswith("-c") and len(word) > 2) or word.startswith("--"):
+            setting = word[2:]
+        if setting is not None:
+            name, sep, value = setting.partition("=")
+            if sep and name.strip().replace("-", "_") == "search_path":
+                values.append(value.replace("\0", " "))
+    if not values:
+        return None
+    first = values[-1].split(",")[0].strip()
+    if first.startswith('"') and first.endswith('"') and len(first) > 1:
+        return first[1:-1]
+    if first == "$user" or not first:
+        raise DatabaseConfigError(
+            "DATABASE_URL options: search_path must start with a plain schema name "
+            f"(got {values[-1]!r}); the event store's tables are created in that schema"
+        )
+    return first.lower()
 
 
 def _first_line(exc: BaseException) -> str:

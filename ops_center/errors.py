@@ -21,6 +21,20 @@ FORBIDDEN: Final = "forbidden"
 STORE_UNAVAILABLE: Final = "store_unavailable"
 INTERNAL: Final = "internal_error"
 
+#: Every code an event's result may carry (the OpenAPI description lists these).
+REJECTION_CODES: Final = (
+    INVALID_ENVELOPE,
+    UNKNOWN_TYPE,
+    INVALID_DATA,
+    UNKNOWN_UNIT,
+    UNKNOWN_AGENCY,
+    UNKNOWN_SUBJECT,
+    INVALID_TRANSITION,
+    CONFLICT,
+    FORBIDDEN,
+    INTERNAL,
+)
+
 
 class Rejection(Exception):
     """An event that cannot be accepted, with a code, a pointer and a detail."""

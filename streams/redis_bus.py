@@ -25,6 +25,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any, Final
+from urllib.parse import urlsplit, urlunsplit
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -82,6 +83,8 @@ class RedisBus(Bus):
         block_ms: int = BLOCK_MS,
     ) -> None:
         self.url = url
+        #: Where the bus connects, for logs: the URL without its password.
+        self.where = _without_password(url)
         self.epoch = ""
         self._maxlen = maxlen
         self._block_ms = block_ms
@@ -123,7 +126,7 @@ class RedisBus(Bus):
         try:
             return await command
         except _ERRORS as exc:
-            raise BusUnavailable(f"Redis at {self.url} is unavailable: {exc}") from exc
+            raise BusUnavailable(f"Redis at {self.where} is unavailable: {exc}") from exc
 
     async def publish(self, changes: Sequence[Change]) -> None:
         if not changes:
@@ -220,7 +223,7 @@ class RedisBus(Bus):
                     return
                 if not down:
                     down = True
-                    log.warning("stream bus: Redis at %s is unavailable: %s", self.url, exc)
+                    log.warning("stream bus: Redis at %s is unavailable: %s", self.where, exc)
                     yield Interrupted(f"Redis is unavailable: {exc}")
                 try:
                     async with asyncio.timeout(backoff):
@@ -228,3 +231,13 @@ class RedisBus(Bus):
                 except TimeoutError:
                     pass
                 backoff = min(backoff * 2, MAX_BACKOFF)
+
+
+def _without_password(url: str) -> str:
+    """``redis://user:secret@host:6379/0`` -> ``redis://user:***@host:6379/0``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))

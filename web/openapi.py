@@ -14,6 +14,7 @@ import orjson
 from aiohttp import web
 
 from ops_center.catalogue import CATALOGUE, PILLARS
+from ops_center.errors import REJECTION_CODES
 from projections.kpis import STATUSES
 from projections.timeutil import BUCKETS
 from web.alarms_openapi import ALARM_PATHS, ALARM_SCHEMAS
@@ -134,19 +135,7 @@ SCHEMAS: Final[dict[str, Any]] = {
                 "type": "object",
                 "required": ["code", "pointer", "detail"],
                 "properties": {
-                    "code": {
-                        "enum": [
-                            "invalid_envelope",
-                            "unknown_type",
-                            "invalid_data",
-                            "unknown_unit",
-                            "unknown_agency",
-                            "unknown_subject",
-                            "invalid_transition",
-                            "conflict",
-                            "forbidden",
-                        ]
-                    },
+                    "code": {"enum": list(REJECTION_CODES)},
                     "pointer": {"type": "string"},
                     "detail": {"type": "string"},
                 },

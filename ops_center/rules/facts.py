@@ -94,10 +94,10 @@ def fold(
     out = dict(facts)
     if what in ("Reregistered", "Redefined"):
         if _newer(moment, out.get("registered_at")):
-            fresh = _created(kind, state, at)
+            # a repeated registration carries the new attributes, not the subject's code
             for field in ("name", "unit", "owner", "direction"):
-                if field in fresh:
-                    out[field] = fresh[field]
+                if field in state:
+                    out[field] = state[field]
             out["registered_at"] = at
         if kind == KPI and _newer(moment, out.get("target_at")):
             out["target"], out["deadline"], out["target_at"] = (

@@ -143,15 +143,19 @@ async def _watch(*argv: str) -> tuple[int, str, str]:
     )
     assert proc.stdout is not None
     shown = b""
+    ended = False
     try:
         async with asyncio.timeout(60):
             while b"at position" not in shown:
                 line = await proc.stdout.readline()
                 if not line:
+                    ended = True  # the process is exiting by itself
                     break
                 shown += line
     finally:
-        if proc.returncode is None:
+        # Never signal a process that may have exited: Popen.send_signal polls first and
+        # reaps it, and asyncio's child watcher then reports 255 instead of its status.
+        if not ended and proc.returncode is None:
             proc.terminate()
     rest, err = await proc.communicate()
     assert proc.returncode is not None

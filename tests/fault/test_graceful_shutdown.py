@@ -86,7 +86,7 @@ async def test_sigterm_acknowledges_what_is_in_flight_and_closes_websockets_goin
         assert "database system is shut down" in (server_dir / "server.log").read_text()
         # the logs were JSON lines: one per request, with ids, and no secret in them
         output = serve.output(whole=True)
-        lines = [ln for ln in output.splitlines() if not ln.startswith("ops-center: serving")]
+        lines = [ln for ln in output.splitlines() if not ln.startswith("ops-center: starting")]
         entries = [json.loads(line) for line in lines]
         requests = [e for e in entries if e["logger"] == "ops_center.requests"]
         ingests = [e for e in requests if e["route"] == "/api/v1/events" and e["status"] == 200]

@@ -270,3 +270,39 @@ def test_thresholds_and_the_switch_are_settings() -> None:
         dossier_grace=timedelta(0),
     )
     assert thresholds(Settings()) == Thresholds()
+
+
+# -- facts ----------------------------------------------------------------------------------
+
+
+def _meta(minutes: float) -> Any:
+    return {
+        "source": "urn:test",
+        "id": f"e-{minutes}",
+        "time": at(minutes).isoformat(),
+        "received_at": at(minutes).isoformat(),
+        "key": "test",
+    }
+
+
+def test_a_repeated_registration_updates_the_facts_without_a_code() -> None:
+    """A camera registered again (newer time) keeps its code and takes the new name and
+    unit; the stored event carries no code (this once stopped the rules in a loop)."""
+    from ops_center.domain import Camera
+
+    camera = Camera(
+        code="CAM-9", name="Cổng chợ", unit="MS-D01-C01", kind="security", lat=None, lon=None,
+        meta=_meta(0),
+    )  # fmt: skip
+    camera.register_again("Cổng chợ mới", "MS-D01-C02", "traffic", None, None, _meta(5))
+    created, again = camera.collect_events()
+    state = {k: v for k, v in again.__dict__.items() if not k.startswith("originator")}
+    assert "code" not in state
+    facts = fold(None, "Camera.Registered", dict(created.__dict__), at(0))
+    assert facts is not None
+    after = fold(facts, "Camera.Reregistered", state, at(5))
+    assert after is not None
+    assert (after["code"], after["name"], after["unit"]) == ("CAM-9", "Cổng chợ mới", "MS-D01-C02")
+    older = fold(after, "Camera.Reregistered", {**state, "name": "cũ"}, at(1))
+    assert older is not None
+    assert older["name"] == "Cổng chợ mới"

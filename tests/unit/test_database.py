@@ -218,3 +218,30 @@ def test_classify_tells_waiting_from_configuration(
     got, reason = classify(exc)
     assert got == verdict
     assert words in reason
+
+
+@pytest.mark.parametrize(
+    ("options", "schema"),
+    [
+        ("", "public"),
+        ("-c search_path=ops", "ops"),
+        ("-csearch_path=Ops,public", "ops"),
+        ("--search_path=ops -c work_mem=8MB", "ops"),
+        ('-c search_path="Ops"', "Ops"),
+        ("-c work_mem=8MB", "public"),
+    ],
+)
+def test_the_event_store_uses_the_schema_of_search_path(options: str, schema: str) -> None:
+    db = Database.parse("postgresql://db/ops", NO_ENV)
+    if options:
+        db = db.with_params(options=options)
+    assert db.schema == schema
+    assert db.library_env()["POSTGRES_SCHEMA"] == schema
+
+
+def test_a_search_path_starting_with_user_is_refused() -> None:
+    db = Database.parse("postgresql://db/ops", NO_ENV).with_params(
+        options="-c search_path=$user,public"
+    )
+    with pytest.raises(DatabaseConfigError, match="search_path"):
+        db.library_env()
