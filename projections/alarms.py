@@ -23,7 +23,7 @@ from uuid import UUID
 
 import orjson
 
-from projections.events import Event
+from ops_center.store.log import Event
 from projections.runner import Connection, Projection, copy_rows
 
 SCHEMA: Final = """

@@ -28,7 +28,7 @@ from datetime import datetime
 from typing import Any, ClassVar, Final
 from uuid import UUID
 
-from projections.events import Event
+from ops_center.store.log import Event
 from projections.runner import Connection, Projection, copy_rows, stage
 
 CAMERA: Final = "camera"

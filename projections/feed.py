@@ -18,7 +18,7 @@ from uuid import UUID
 
 import orjson
 
-from projections.events import CLOUDEVENT_TYPES, EVENTS_TABLE, Event, decode, topics_of
+from ops_center.store.log import CLOUDEVENT_TYPES, EVENTS_TABLE, Event, decode, topics_of
 from projections.runner import Connection, Projection
 
 #: How many events the feed keeps.

@@ -31,9 +31,9 @@ from uuid import UUID
 
 import orjson
 
-from projections.events import Event
+from ops_center.province.calendar import period_bounds, period_key
+from ops_center.store.log import Event
 from projections.runner import Connection, Projection
-from projections.timeutil import period_bounds, period_key
 
 Status = Literal["met", "on_track", "off_track"]
 STATUSES: Final[tuple[Status, ...]] = ("met", "on_track", "off_track")

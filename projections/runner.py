@@ -41,8 +41,8 @@ from typing import Any, ClassVar, Final, Literal
 
 import asyncpg
 
-from ops_center.database import Database, as_database
-from projections.events import EVENTS_TABLE, Event, decode, topics_of
+from ops_center.store.database import Database, as_database
+from ops_center.store.log import EVENTS_TABLE, Event, decode, topics_of
 
 log = logging.getLogger(__name__)
 

@@ -43,9 +43,9 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any, ClassVar, Final
 from uuid import UUID
 
-from projections.events import Event
+from ops_center.province.calendar import TZ
+from ops_center.store.log import Event
 from projections.runner import Connection, Projection, copy_rows
-from projections.timeutil import TZ
 
 #: Counter tables by grain.
 GRAINS: Final = {"hour": "rm_dossier_hours", "day": "rm_dossier_days", "month": "rm_dossier_months"}

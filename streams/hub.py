@@ -40,10 +40,10 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from ops_center.runtime.tasks import stop_tasks
 from streams import topics
 from streams.bus import Bus, Change, Interrupted, Resumed, interest_key
 from streams.outbox import Frame, Outbox
-from streams.tasks import stop_tasks
 from streams.topics import Topic
 
 log = logging.getLogger(__name__)

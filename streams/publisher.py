@@ -28,12 +28,12 @@ import logging
 import time
 from typing import Any, Final
 
+from ops_center.province.calendar import now
+from ops_center.runtime.tasks import stop_tasks
 from projections.runner import ProjectionSet
-from projections.timeutil import now
 from streams import topics
 from streams.bus import Bus, BusUnavailable, Change, parse_interest
 from streams.sources import Source
-from streams.tasks import stop_tasks
 
 log = logging.getLogger(__name__)
 

@@ -28,12 +28,12 @@ from datetime import datetime
 from typing import Any, Final
 from uuid import UUID
 
-from ops_center.profile import Profile
+from ops_center.province.calendar import local_day, now
+from ops_center.province.profile import Profile
+from ops_center.store.log import EVENTS_TABLE, topics_of
 from projections import alarms_read, read
 from projections.devices import DevicesProjection
-from projections.events import EVENTS_TABLE, topics_of
 from projections.runner import Connection
-from projections.timeutil import local_day, now
 from streams.topics import FEED_ITEMS
 
 Json = dict[str, Any]

@@ -27,8 +27,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from ops_center.database import Database
-from ops_center.embedded import EmbeddedPostgres, EmbeddedRedis
+from ops_center.embedded.postgres import EmbeddedPostgres
+from ops_center.embedded.redis import EmbeddedRedis
+from ops_center.store.database import Database
 
 
 def _with_database(url: str, dbname: str) -> str:

@@ -29,16 +29,16 @@ import orjson
 from aiohttp import web
 from eventsourcing.persistence import InterfaceError, OperationalError
 
+from ops_center.alarms.engine import AlarmDesk, RulesEngine, UnknownAlarm
+from ops_center.alarms.rules.observe import CAUSES, UnitOf
+from ops_center.alarms.rules.thresholds import Thresholds
+from ops_center.alarms.runner import RulesRunner
 from ops_center.domain.alarm import SEVERITIES, AlarmConflict
-from ops_center.profile import Profile
-from ops_center.rules.engine import AlarmDesk, RulesEngine, UnknownAlarm
-from ops_center.rules.observe import CAUSES, UnitOf
-from ops_center.rules.runner import RulesRunner
-from ops_center.rules.thresholds import Thresholds
+from ops_center.province.calendar import iso, now
+from ops_center.province.profile import Profile
 from ops_center.settings import Settings
 from projections import alarms_read
 from projections.runner import SETUP_LOCK
-from projections.timeutil import iso, now
 from web.appkeys import ALARM_DESK, ALARM_RULES, DATABASE, DB_POOL, PRINCIPAL, PROFILE, SETTINGS
 from web.problems import problem
 from web.queries import (

@@ -17,20 +17,20 @@ import asyncpg
 import psycopg
 from aiohttp import web
 
-from ops_center.application import OpsCenter
-from ops_center.database import (
+from ops_center.access.keys import SCHEMA as KEYS_SCHEMA
+from ops_center.access.keystore import Keyring
+from ops_center.access.ratelimit import RateLimiter
+from ops_center.province.profile import load_profile
+from ops_center.settings import Settings
+from ops_center.store.application import OpsCenter
+from ops_center.store.database import (
     Database,
     DatabaseConfigError,
     DatabaseUnreachable,
     as_database,
     classify,
 )
-from ops_center.keys import SCHEMA as KEYS_SCHEMA
-from ops_center.keystore import Keyring
-from ops_center.profile import load_profile
-from ops_center.ratelimit import RateLimiter
-from ops_center.settings import Settings
-from ops_center.writer import GroupCommitWriter
+from ops_center.store.writer import GroupCommitWriter
 from projections.registry import create_projections
 from projections.runner import SETUP_LOCK, ProjectionSet
 from web.alarms import add_alarm_routes
@@ -68,7 +68,7 @@ async def database(app: web.Application) -> AsyncIterator[None]:
         app[DATABASE] = Database.parse(settings.database_url)
         yield
         return
-    from ops_center.embedded import EmbeddedPostgres
+    from ops_center.embedded.postgres import EmbeddedPostgres
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     server = EmbeddedPostgres(settings.data_dir)

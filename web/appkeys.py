@@ -8,17 +8,17 @@ from typing import Any
 
 from aiohttp import web
 
-from ops_center.application import OpsCenter
-from ops_center.database import Database
-from ops_center.keys import Principal
-from ops_center.keystore import Keyring
+from ops_center.access.keys import Principal
+from ops_center.access.keystore import Keyring
+from ops_center.access.ratelimit import RateLimiter
+from ops_center.alarms.engine import AlarmDesk
+from ops_center.alarms.runner import RulesRunner
 from ops_center.metrics import Metrics
-from ops_center.profile import Profile
-from ops_center.ratelimit import RateLimiter
-from ops_center.rules.engine import AlarmDesk
-from ops_center.rules.runner import RulesRunner
+from ops_center.province.profile import Profile
 from ops_center.settings import Settings
-from ops_center.writer import GroupCommitWriter
+from ops_center.store.application import OpsCenter
+from ops_center.store.database import Database
+from ops_center.store.writer import GroupCommitWriter
 from projections.runner import ProjectionSet
 from streams.hub import Hub
 from streams.publisher import Publisher

@@ -14,14 +14,14 @@ from typing import Any, Literal
 import orjson
 from aiohttp import web
 
-from ops_center import cloudevents
-from ops_center.application import Outcome, StoreUnavailable, Submission
-from ops_center.catalogue import CATALOGUE, validate_data
+from ops_center.access.keys import Principal
 from ops_center.domain import Meta
-from ops_center.errors import FORBIDDEN, UNKNOWN_TYPE, Rejection
-from ops_center.keys import Principal
-from ops_center.profile import Profile
-from ops_center.writer import WriterClosed
+from ops_center.domain.errors import FORBIDDEN, UNKNOWN_TYPE, Rejection
+from ops_center.ingest import cloudevents
+from ops_center.ingest.catalogue import CATALOGUE, validate_data
+from ops_center.province.profile import Profile
+from ops_center.store.application import Outcome, StoreUnavailable, Submission
+from ops_center.store.writer import WriterClosed
 from web.appkeys import METRICS, PRINCIPAL, PROFILE, RATE_LIMITER, SETTINGS, WRITER
 from web.problems import problem
 

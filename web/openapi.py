@@ -13,11 +13,11 @@ from typing import Any, Final
 import orjson
 from aiohttp import web
 
-from ops_center.catalogue import CATALOGUE, PILLARS
-from ops_center.errors import REJECTION_CODES
+from ops_center.domain.errors import REJECTION_CODES
+from ops_center.ingest.catalogue import CATALOGUE, PILLARS
+from ops_center.province.calendar import BUCKETS
 from projections.kpis import STATUSES
-from projections.timeutil import BUCKETS
-from web.alarms_openapi import ALARM_PATHS, ALARM_SCHEMAS
+from web.openapi_alarms import ALARM_PATHS, ALARM_SCHEMAS
 
 JSON_TYPE: Final = "application/json"
 PROBLEM_TYPE: Final = "application/problem+json"

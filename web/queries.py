@@ -7,7 +7,7 @@ state it shows). Bad parameters answer 400 problem+json naming the parameter
 403. Each request reads one REPEATABLE READ snapshot of the database.
 
 Times in answers are RFC 3339 in Vietnam time; time parameters take RFC 3339 with an
-offset, a local time without offset, or a date (see `projections.timeutil.parse_instant`).
+offset, a local time without offset, or a date (see `ops_center.province.calendar.parse_instant`).
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ from typing import Any, Final
 import orjson
 from aiohttp import web
 
-from ops_center.catalogue import PILLARS
-from ops_center.profile import Profile
+from ops_center.ingest.catalogue import PILLARS
+from ops_center.province.calendar import BUCKETS, Bucket, count_buckets, now, parse_instant
+from ops_center.province.profile import Profile
 from projections import read
 from projections.kpis import STATUSES
 from projections.runner import Connection
-from projections.timeutil import BUCKETS, Bucket, count_buckets, now, parse_instant
 from web.appkeys import DB_POOL, PRINCIPAL, PROFILE
 from web.problems import problem
 

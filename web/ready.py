@@ -24,7 +24,7 @@ import asyncpg
 import orjson
 from aiohttp import web
 
-from ops_center.rules.engine import RULES_NAME
+from ops_center.alarms.engine import RULES_NAME
 from projections.runner import head_position, read_positions
 from web.appkeys import ALARM_RULES, DB_POOL, PROJECTIONS, READY, SETTINGS
 from web.problems import problem

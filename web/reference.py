@@ -6,7 +6,7 @@ from __future__ import annotations
 import orjson
 from aiohttp import web
 
-from ops_center.keys import PERMISSIONS
+from ops_center.access.keys import PERMISSIONS
 from web.appkeys import PRINCIPAL, PROFILE
 from web.problems import problem
 

@@ -8,8 +8,8 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
+from ops_center.domain.errors import INVALID_TRANSITION, Rejection
 from ops_center.domain.provenance import Meta, occurred, subject_id
-from ops_center.errors import INVALID_TRANSITION, Rejection
 
 OPEN: Final = "open"
 COMPLETED: Final = "completed"

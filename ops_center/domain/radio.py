@@ -9,8 +9,8 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
+from ops_center.domain.errors import INVALID_TRANSITION, Rejection, invalid_data
 from ops_center.domain.provenance import Meta, is_current, occurred, subject_id
-from ops_center.errors import INVALID_TRANSITION, Rejection, invalid_data
 
 #: How many ended broadcast ids a station remembers to refuse a restart of the same id.
 ENDED_MEMORY = 256

@@ -2,7 +2,7 @@
 
 Nothing is mocked: `make_api` builds ``create_app(Settings(database_url=..., ...))`` and
 serves it with pytest-aiohttp's ``aiohttp_client`` (real HTTP on 127.0.0.1); keys are
-created with `ops_center.keystore.create_key`, as the command line does.
+created with `ops_center.access.keystore.create_key`, as the command line does.
 
 * ``make_key(role, scopes=..., sources=..., rate=..., url=...)``: a key under a unique name.
 * ``make_api(key=..., **settings)``: an `Api` (client + key) on a freshly started app.
@@ -27,9 +27,9 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
+from ops_center.access.keystore import create_key
 from ops_center.domain import subject_id
-from ops_center.keystore import create_key
-from ops_center.profile import load_profile
+from ops_center.province.profile import load_profile
 from ops_center.settings import Settings
 from web.app import create_app
 from web.appkeys import EVENT_STORE

@@ -31,8 +31,8 @@ import orjson
 from aiohttp import web
 from cdp import Chromium
 
-from ops_center.keystore import create_key
-from ops_center.profile import Profile, load_profile
+from ops_center.access.keystore import create_key
+from ops_center.province.profile import Profile, load_profile
 from ops_center.settings import Settings
 from web.app import create_app
 
@@ -438,7 +438,7 @@ async def run(args: argparse.Namespace) -> None:
     folder = None
     url = args.database_url
     if url is None:
-        from ops_center.embedded import EmbeddedPostgres
+        from ops_center.embedded.postgres import EmbeddedPostgres
 
         folder = Path(tempfile.mkdtemp(prefix="ops-center-shot-"))
         server = EmbeddedPostgres(folder / "data")

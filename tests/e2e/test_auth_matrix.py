@@ -26,8 +26,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from ops_center.keys import ROLES
-from ops_center.keystore import revoke_key
+from ops_center.access.keys import ROLES
+from ops_center.access.keystore import revoke_key
 
 PROBLEM = "application/problem+json"
 PUBLIC = frozenset({"/healthz", "/readyz", "/", "/static/{name}"})

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from ops_center.embedded import free_port
+from ops_center.embedded.postgres import free_port
 
 OPS = [sys.executable, "-m", "ops_center.cli"]
 

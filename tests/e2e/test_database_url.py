@@ -20,9 +20,9 @@ import psycopg
 import pytest
 from tlsproxy import TlsFront, self_signed
 
-from ops_center.database import Database, DatabaseConfigError, DatabaseUnreachable
-from ops_center.embedded import EmbeddedPostgres, free_port
+from ops_center.embedded.postgres import EmbeddedPostgres, free_port
 from ops_center.settings import Settings
+from ops_center.store.database import Database, DatabaseConfigError, DatabaseUnreachable
 from web.app import connect_pool, create_app
 
 pytestmark = pytest.mark.timeout(240)

@@ -18,7 +18,7 @@ from typing import IO
 
 import pytest
 
-from ops_center.embedded import free_port
+from ops_center.embedded.postgres import free_port
 
 ADDRESS = re.compile(r"(http://[^/\s]+)/\?token=(\S+)")
 

@@ -14,9 +14,9 @@ from typing import Any
 import orjson
 import pytest
 
-from ops_center.catalogue import CATALOGUE
-from ops_center.keystore import revoke_key
-from ops_center.profile import load_profile
+from ops_center.access.keystore import revoke_key
+from ops_center.ingest.catalogue import CATALOGUE
+from ops_center.province.profile import load_profile
 
 PROBLEM = "application/problem+json"
 STRUCTURED = "application/cloudevents+json"

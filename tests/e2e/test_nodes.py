@@ -21,7 +21,7 @@ import orjson
 import pytest
 from test_ws import TIMEOUT, Client, camera_online, connect, devices_answer
 
-from ops_center.embedded import free_port
+from ops_center.embedded.postgres import free_port
 from web.appkeys import PROJECTIONS
 
 

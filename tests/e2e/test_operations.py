@@ -15,7 +15,7 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from ops_center.metrics import LATENCY_BUCKETS
-from projections.cli import format_status, status
+from projections.rebuild import format_status, status
 from web.appkeys import ALARM_RULES, PROJECTIONS
 from web.logs import JsonFormatter, TextFormatter
 

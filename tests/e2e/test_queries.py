@@ -2,7 +2,7 @@
 
 Each test gets a database of its own (the figures are exact), starts the real app on it,
 ingests a known world over HTTP and waits until every projection has applied the last
-accepted position. The world (`projections.testing.known_world`) is relative to today's
+accepted position. The world (`ops_center.tools.testing.known_world`) is relative to today's
 local midnight T0 in Asia/Ho_Chi_Minh; the expected figures are written out below.
 """
 
@@ -16,8 +16,8 @@ from urllib.parse import quote
 
 import pytest
 
-from projections.testing import Events, known_world
-from projections.timeutil import TZ
+from ops_center.province.calendar import TZ
+from ops_center.tools.testing import Events, known_world
 from web.appkeys import PROJECTIONS
 
 PROBLEM = "application/problem+json"

@@ -23,8 +23,8 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import checks
 
-from ops_center.embedded import free_port
-from ops_center.keystore import create_key
+from ops_center.access.keystore import create_key
+from ops_center.embedded.postgres import free_port
 
 EXAMPLES = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "8"))
 #: Every default check but ``positive_data_acceptance``: a request valid by the description's

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from ops_center.embedded import free_port
+from ops_center.embedded.postgres import free_port
 
 OPS = [sys.executable, "-m", "ops_center.cli"]
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from ops_center.sender import Sender
-from ops_center.simulator import SCOPES, Province
-from ops_center.simulator.rhythm import VN
+from ops_center.tools.sender import Sender
+from ops_center.tools.simulator import SCOPES, Province
+from ops_center.tools.simulator.rhythm import VN
 
 #: A Monday morning: the bulletin, office hours, the first emergency drill.
 START = datetime(2026, 11, 16, 5, 0, tzinfo=VN)

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from ops_center.embedded import EmbeddedPostgres, free_port
+from ops_center.embedded.postgres import EmbeddedPostgres, free_port
 
 pytestmark = [pytest.mark.fault, pytest.mark.timeout(300)]
 

@@ -12,8 +12,8 @@ from typing import Any, Final
 
 import pytest
 
-from ops_center.database import DatabaseUnreachable
-from ops_center.embedded import EmbeddedPostgres, free_port
+from ops_center.embedded.postgres import EmbeddedPostgres, free_port
+from ops_center.store.database import DatabaseUnreachable
 from web.app import connect_pool
 
 pytestmark = [pytest.mark.fault, pytest.mark.timeout(300)]

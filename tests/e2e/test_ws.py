@@ -23,7 +23,7 @@ import aiohttp
 import orjson
 import pytest
 
-from projections.timeutil import local_day
+from ops_center.province.calendar import local_day
 from streams.client import Screen
 from web.appkeys import PROJECTIONS, STREAM_HUB, WEBSOCKETS
 from web.queries import owners_within

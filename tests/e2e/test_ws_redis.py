@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from test_ws import camera_online, connect, devices_answer, settled
 
-from ops_center.embedded import EmbeddedRedis
+from ops_center.embedded.redis import EmbeddedRedis
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ import time
 
 from test_ws import camera_online, settled
 
-from ops_center.cli import build_parser
-from ops_center.watch import Watcher, render
+from ops_center.cli.main import build_parser
+from ops_center.tools.watch import Watcher, render
 from web.appkeys import WEBSOCKETS
 from web.ws import close_websockets
 

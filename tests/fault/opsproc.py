@@ -24,8 +24,8 @@ import aiohttp
 import orjson
 import psycopg
 
-from ops_center.embedded import EmbeddedPostgres
-from ops_center.keystore import create_key
+from ops_center.access.keystore import create_key
+from ops_center.embedded.postgres import EmbeddedPostgres
 
 OPS = [sys.executable, "-m", "ops_center.cli"]
 BATCH = "application/cloudevents-batch+json"

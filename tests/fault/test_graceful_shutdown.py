@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 from opsproc import Ledger, Serve, load, resend_all, stored
 
-from ops_center.embedded import free_port
+from ops_center.embedded.postgres import free_port
 
 pytestmark = [pytest.mark.fault]
 

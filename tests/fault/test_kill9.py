@@ -39,7 +39,7 @@ from opsproc import (
     wait_ready,
 )
 
-from ops_center.embedded import EmbeddedPostgres, free_port
+from ops_center.embedded.postgres import EmbeddedPostgres, free_port
 
 pytestmark = [pytest.mark.fault]
 

@@ -19,17 +19,17 @@ import psycopg
 import pytest
 from eventsourcing.persistence import IntegrityError
 
-from ops_center.application import OpsCenter
+from ops_center.alarms.engine import AlarmDesk, RulesEngine, RulesMoved, UnknownAlarm
+from ops_center.alarms.rules.thresholds import Thresholds
+from ops_center.alarms.runner import RulesRunner
 from ops_center.domain import subject_id
 from ops_center.domain.alarm import AlarmConflict
-from ops_center.profile import load_profile
-from ops_center.rules.engine import AlarmDesk, RulesEngine, RulesMoved, UnknownAlarm
-from ops_center.rules.runner import RulesRunner
-from ops_center.rules.thresholds import Thresholds
+from ops_center.province.calendar import TZ
+from ops_center.province.profile import load_profile
+from ops_center.store.application import OpsCenter
+from ops_center.tools.testing import Events, submissions
 from projections.alarms import AlarmsProjection
 from projections.runner import ensure_schema, step
-from projections.testing import Events, submissions
-from projections.timeutil import TZ
 from web.alarms import unit_of
 
 PROFILE = load_profile()

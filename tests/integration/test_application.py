@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
-import ops_center.application as application
-from ops_center import cloudevents
-from ops_center.application import OpsCenter, Submission
-from ops_center.catalogue import CATALOGUE, validate_data
+import ops_center.store.application as application
 from ops_center.domain import Camera, subject_id
-from ops_center.profile import load_profile
+from ops_center.ingest import cloudevents
+from ops_center.ingest.catalogue import CATALOGUE, validate_data
+from ops_center.province.profile import load_profile
+from ops_center.store.application import OpsCenter, Submission
 
 PROFILE = load_profile()
 

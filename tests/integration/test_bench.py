@@ -13,9 +13,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from ops_center.bench import run_bench
-from ops_center.cli import build_parser
+from ops_center.cli.main import build_parser
 from ops_center.settings import Settings
+from ops_center.tools.bench import run_bench
 
 TINY = [
     "--events", "2000",

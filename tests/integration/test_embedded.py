@@ -16,13 +16,13 @@ import psycopg
 import pytest
 import redis
 
-from ops_center.embedded import (
+from ops_center.embedded.postgres import (
     SYSTEM_USER,
     EmbeddedError,
     EmbeddedPostgres,
-    EmbeddedRedis,
     free_port,
 )
+from ops_center.embedded.redis import EmbeddedRedis
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -32,7 +32,7 @@ OWNER = """
 import sys, time
 from pathlib import Path
 import psycopg
-from ops_center.embedded import EmbeddedPostgres
+from ops_center.embedded.postgres import EmbeddedPostgres
 dsn = EmbeddedPostgres(Path(sys.argv[1])).start()
 with psycopg.connect(dsn, autocommit=True) as conn:
     conn.execute("CREATE TABLE survivor (v text)")

@@ -30,10 +30,10 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from ops_center import cloudevents
-from ops_center.application import OpsCenter, Outcome, Submission
-from ops_center.catalogue import CATALOGUE, validate_data
-from ops_center.profile import load_profile
+from ops_center.ingest import cloudevents
+from ops_center.ingest.catalogue import CATALOGUE, validate_data
+from ops_center.province.profile import load_profile
+from ops_center.store.application import OpsCenter, Outcome, Submission
 
 PROFILE = load_profile()
 NAMES = ("Cổng UBND", "Ngã tư", "Chợ", "Trường học")

@@ -19,10 +19,12 @@ from typing import Any
 import asyncpg
 import pytest
 
-from ops_center.application import OpsCenter
-from ops_center.profile import load_profile
-from projections.cli import format_status, rebuild, status
-from projections.events import Event
+from ops_center.province.calendar import TZ
+from ops_center.province.profile import load_profile
+from ops_center.store.application import OpsCenter
+from ops_center.store.log import Event
+from ops_center.tools.testing import Events, known_world, submissions
+from projections.rebuild import format_status, rebuild, status
 from projections.registry import PROJECTIONS, create_projections
 from projections.runner import (
     Connection,
@@ -33,8 +35,6 @@ from projections.runner import (
     reset,
     step,
 )
-from projections.testing import Events, known_world, submissions
-from projections.timeutil import TZ
 
 PROFILE = load_profile()
 

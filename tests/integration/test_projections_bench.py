@@ -22,17 +22,17 @@ import orjson
 import psycopg
 import pytest
 
-from ops_center.application import OpsCenter
-from ops_center.bench import PROJECTIONS_EVENTS, PROJECTIONS_ROUNDS, run_bench
-from ops_center.bench.projections import LogFiller, ProjectionsOptions
-from ops_center.cli import build_parser
-from ops_center.profile import load_profile
+from ops_center.cli.main import build_parser
+from ops_center.province.calendar import TZ
+from ops_center.province.profile import load_profile
 from ops_center.settings import Settings
-from projections.bench import synthetic
-from projections.cli import rebuild
+from ops_center.store.application import OpsCenter
+from ops_center.tools.bench import PROJECTIONS_EVENTS, PROJECTIONS_ROUNDS, run_bench
+from ops_center.tools.bench.logfill import synthetic
+from ops_center.tools.bench.projections import LogFiller, ProjectionsOptions
+from ops_center.tools.testing import submissions
+from projections.rebuild import rebuild
 from projections.registry import PROJECTIONS, create_projections
-from projections.testing import submissions
-from projections.timeutil import TZ
 
 PROFILE = load_profile()
 #: Read-model columns that hold when an event was recorded (differs between the two).

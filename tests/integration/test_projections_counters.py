@@ -24,13 +24,13 @@ from typing import Any
 import asyncpg
 import pytest
 
-from ops_center.application import OpsCenter
-from ops_center.profile import load_profile
+from ops_center.province.calendar import TZ, Bucket, buckets
+from ops_center.province.profile import load_profile
+from ops_center.store.application import OpsCenter
+from ops_center.tools.testing import Events, submissions
 from projections import read, services
 from projections.registry import create_projections
 from projections.runner import Connection, Projection, ensure_schema, reset, step
-from projections.testing import Events, submissions
-from projections.timeutil import TZ, Bucket, buckets
 
 PROFILE = load_profile()
 US = timedelta(microseconds=1)

@@ -9,8 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from projections.kpis import kpi_status
-from projections.timeutil import (
+from ops_center.province.calendar import (
     TZ,
     buckets,
     count_buckets,
@@ -18,6 +17,7 @@ from projections.timeutil import (
     period_bounds,
     period_key,
 )
+from projections.kpis import kpi_status
 
 TODAY = date(2026, 11, 22)
 DEADLINE = date(2026, 12, 31)

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from ops_center.embedded import EmbeddedRedis
+from ops_center.embedded.redis import EmbeddedRedis
+from ops_center.runtime.tasks import stop_tasks
 from streams.bus import Bus, BusEvent, BusUnavailable, Change, Interrupted, Resumed
 from streams.memory import InMemoryBus
 from streams.redis_bus import RedisBus
-from streams.tasks import stop_tasks
 
 WAIT = 10.0
 

@@ -8,12 +8,12 @@ from uuid import UUID, uuid5
 
 import pytest
 
+from ops_center.alarms.rules.book import Clear, Raise, Repeat, RuleBook, decide
+from ops_center.alarms.rules.facts import fold
+from ops_center.alarms.rules.observe import Observation, observe
+from ops_center.alarms.rules.thresholds import Thresholds
 from ops_center.domain.alarm import Alarm, AlarmConflict, alarm_id
-from ops_center.rules.book import Clear, Raise, Repeat, RuleBook, decide
-from ops_center.rules.facts import fold
-from ops_center.rules.observe import Observation, observe
-from ops_center.rules.thresholds import Thresholds
-from projections.timeutil import TZ
+from ops_center.province.calendar import TZ
 
 T0 = datetime(2026, 11, 20, 8, 0, tzinfo=TZ)
 THRESHOLDS = Thresholds(

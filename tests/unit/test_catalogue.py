@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ops_center import fields as f
-from ops_center.catalogue import CATALOGUE, EventType, validate_data
-from ops_center.errors import Rejection
+from ops_center.domain.errors import Rejection
+from ops_center.ingest import fields as f
+from ops_center.ingest.catalogue import CATALOGUE, EventType, validate_data
 
 
 class Refs:

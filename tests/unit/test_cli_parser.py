@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from ops_center.cli import _settings, build_parser, main
-from ops_center.cli_errors import CommandFailed, debug_wanted, describe, listen_failure, redact
-from ops_center.client_options import websocket_url
-from ops_center.embedded import EmbeddedError
+from ops_center.cli.errors import CommandFailed, debug_wanted, describe, listen_failure, redact
+from ops_center.cli.main import _settings, build_parser, main
+from ops_center.embedded.postgres import EmbeddedError
+from ops_center.tools.options import websocket_url
 
 DIR = "/srv/ops"
 
@@ -178,7 +178,7 @@ def test_listen_failure_names_the_address() -> None:
 def test_main_reports_a_failure_in_one_line_and_an_interrupt_quietly(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import ops_center.watch
+    import ops_center.tools.watch
 
     def fails(args: argparse.Namespace) -> int:
         raise RuntimeError("postgresql://u:secret@h/db\nwent away")
@@ -188,7 +188,7 @@ def test_main_reports_a_failure_in_one_line_and_an_interrupt_quietly(
 
     monkeypatch.setattr(logging, "basicConfig", lambda **kwargs: None)  # pytest owns logging
     monkeypatch.delenv("OPS_CENTER_DEBUG", raising=False)
-    monkeypatch.setattr(ops_center.watch, "main", fails)
+    monkeypatch.setattr(ops_center.tools.watch, "main", fails)
     assert main(["watch", "overview"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1
@@ -203,6 +203,6 @@ def test_main_reports_a_failure_in_one_line_and_an_interrupt_quietly(
         main(["watch", "overview"])
     monkeypatch.delenv("OPS_CENTER_DEBUG")
 
-    monkeypatch.setattr(ops_center.watch, "main", interrupted)
+    monkeypatch.setattr(ops_center.tools.watch, "main", interrupted)
     assert main(["watch", "overview"]) == 130
     assert capsys.readouterr().err == ""

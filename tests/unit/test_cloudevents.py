@@ -10,7 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ops_center.cloudevents import (
+from ops_center.access.keys import Principal
+from ops_center.access.ratelimit import RateLimiter
+from ops_center.domain.errors import Rejection
+from ops_center.ingest.cloudevents import (
     MAX_EXTENSIONS,
     CloudEvent,
     fingerprint,
@@ -18,9 +21,6 @@ from ops_center.cloudevents import (
     identity,
     parse,
 )
-from ops_center.errors import Rejection
-from ops_center.keys import Principal
-from ops_center.ratelimit import RateLimiter
 from ops_center.settings import ENV, Settings
 
 

@@ -1,4 +1,4 @@
-"""`ops_center.database`: one parse of DATABASE_URL, the same connection for every driver."""
+"""`ops_center.store.database`: one parse of DATABASE_URL, the same connection for every driver."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from eventsourcing.postgres import PostgresDatastore
 
-from ops_center.database import Database, DatabaseConfigError, OpsPostgresFactory, classify
+from ops_center.store.database import Database, DatabaseConfigError, OpsPostgresFactory, classify
 
 NO_ENV: dict[str, str] = {}
 

@@ -1,4 +1,4 @@
-"""The aggregates (ops_center.domain) driven through `ops_center.decisions.decide`. No I/O.
+"""The aggregates (ops_center.domain) driven through `ops_center.ingest.decisions.decide`. No I/O.
 
 Late and out-of-order events are normal (docs/CONTRACT.md §2): every event is recorded as history,
 but the current state follows the latest event `time`, not arrival order.
@@ -15,11 +15,11 @@ from eventsourcing.domain import Aggregate
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ops_center.catalogue import CATALOGUE
-from ops_center.decisions import AGGREGATE_TYPES, aggregate_id, decide
 from ops_center.domain import Camera, Dossier, Indicator, Meta, RadioStation, subject_id
+from ops_center.domain.errors import Rejection
 from ops_center.domain.radio import ENDED_MEMORY
-from ops_center.errors import Rejection
+from ops_center.ingest.catalogue import CATALOGUE
+from ops_center.ingest.decisions import AGGREGATE_TYPES, aggregate_id, decide
 
 _counter = iter(range(1, 1_000_000))
 

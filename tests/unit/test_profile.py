@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from ops_center.profile import (
+from ops_center.province.profile import (
     COMMUNE_LEVELS,
     DEMO_PROFILE,
     DEMO_TWO_TIER_PROFILE,

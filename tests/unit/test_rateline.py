@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import io
 
-from ops_center import rateline
-from ops_center.rateline import RateLine, render
-from ops_center.sender import Tally, events_url
+from ops_center.tools import rateline
+from ops_center.tools.rateline import RateLine, render
+from ops_center.tools.sender import Tally, events_url
 
 
 class Terminal(io.StringIO):

@@ -9,16 +9,16 @@ from typing import Any
 
 import pytest
 
-from ops_center import cloudevents
-from ops_center.catalogue import CATALOGUE, validate_data
-from ops_center.decisions import aggregate_id, decide
 from ops_center.domain import Meta
-from ops_center.profile import DEMO_TWO_TIER_PROFILE, load_profile
-from ops_center.simulator import Province
-from ops_center.simulator.agenda import World
-from ops_center.simulator.dossiers import Ledger
-from ops_center.simulator.kpis import Kpis
-from ops_center.simulator.rhythm import VN, in_office_hours
+from ops_center.ingest import cloudevents
+from ops_center.ingest.catalogue import CATALOGUE, validate_data
+from ops_center.ingest.decisions import aggregate_id, decide
+from ops_center.province.profile import DEMO_TWO_TIER_PROFILE, load_profile
+from ops_center.tools.simulator import Province
+from ops_center.tools.simulator.agenda import World
+from ops_center.tools.simulator.dossiers import Ledger
+from ops_center.tools.simulator.kpis import Kpis
+from ops_center.tools.simulator.rhythm import VN, in_office_hours
 
 PROFILE = load_profile()
 #: A Monday; the week runs into December, so November is reported on 5 December.

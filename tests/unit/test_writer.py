@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from ops_center.application import Outcome, StoreUnavailable
-from ops_center.writer import GroupCommitWriter, WriterClosed
+from ops_center.store.application import Outcome, StoreUnavailable
+from ops_center.store.writer import GroupCommitWriter, WriterClosed
 
 
 class Recorder:

@@ -1,0 +1,1 @@
+"""The ``ops-center`` command line (`main`) and how it reports failures (`errors`)."""

@@ -1,0 +1,141 @@
+"""``ops-center bench``: performance measured side by side with baselines in one run.
+
+Each benchmark creates its own scratch database on the configured server (``DATABASE_URL``,
+or an embedded PostgreSQL in ``--data-dir``, by default ``.ops-center-bench`` so that a real
+data folder is never touched) and drops it at the end. Progress goes to stderr, the report
+to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Final
+
+from ops_center.settings import Settings
+
+#: Where the benchmarks' embedded PostgreSQL lives unless ``--data-dir`` says otherwise.
+DEFAULT_DATA_DIR: Final = Path(".ops-center-bench")
+
+
+def data_options() -> argparse.ArgumentParser:
+    """``--data-dir`` of the benchmarks, a parent parser for every level of ``bench``.
+
+    Its default is suppressed, so the option may be written before or after the
+    benchmark's name (``bench --data-dir DIR ingest`` or ``bench ingest --data-dir DIR``)
+    without an inner level overwriting the outer value; unset, the benchmarks use
+    `DEFAULT_DATA_DIR` (never the server's own data folder).
+    """
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument(
+        "--data-dir",
+        type=Path,
+        default=argparse.SUPPRESS,
+        metavar="DIR",
+        help=f"folder of the embedded PostgreSQL (default ./{DEFAULT_DATA_DIR}); "
+        "ignored when DATABASE_URL is set",
+    )
+    return options
+
+
+def add_bench_arguments(
+    parser: argparse.ArgumentParser, parents: Sequence[argparse.ArgumentParser] = ()
+) -> None:
+    """The ``bench`` subcommands and their options (imports nothing heavy).
+
+    `parents` (the options shared by every level of the command line) are added to each
+    benchmark, with the benchmarks' ``--data-dir``.
+    """
+    every = [*parents, data_options()]
+    sub = parser.add_subparsers(dest="bench_command", required=True, metavar="BENCHMARK")
+    ingest = sub.add_parser(
+        "ingest",
+        parents=every,
+        help="HTTP ingest vs naive library use vs raw COPY",
+        description="Measure HTTP ingest (batched and single events, durable acks) beside "
+        "the eventsourcing library used naively and raw PostgreSQL COPY, in one run on a "
+        "fresh database, and check the performance budgets.",
+    )
+    from ops_center.tools.bench.options import add_ingest_arguments
+
+    add_ingest_arguments(ingest)
+    projections = sub.add_parser(
+        "projections",
+        parents=every,
+        help="projection rebuild and leaders' query latency vs plain scan and SELECT 1",
+        description="Fill a fresh database with a synthetic log (exactly as ingest records "
+        "it), then measure the rebuild rate of all projections together and each alone beside "
+        "a plain scan of the log, and the latency of every leaders' query beside SELECT 1, "
+        "and check the performance budgets.",
+    )
+    _add_projections_arguments(projections)
+    streams = sub.add_parser(
+        "streams",
+        parents=every,
+        help="acknowledgement-to-frame latency and WebSocket fan-out",
+        description="Start a server on a fresh database, connect hundreds or thousands of "
+        "WebSocket screens, offer events over HTTP and measure the time from each "
+        "acknowledgement to the frames that show it, and the server's memory, against the "
+        "performance budgets.",
+    )
+    from ops_center.tools.bench.streams import add_streams_arguments
+
+    add_streams_arguments(streams)
+
+
+#: Defaults of ``bench projections`` (`ops_center.tools.bench.projections.ProjectionsOptions`).
+PROJECTIONS_EVENTS = 1_000_000
+PROJECTIONS_ROUNDS = 200
+PROJECTIONS_SEED = 7
+
+
+def _count(text: str) -> int:
+    value = int(text.replace("_", "").replace(",", ""))
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _add_projections_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``ops-center bench projections`` (the module is imported on use)."""
+    parser.add_argument(
+        "--events",
+        type=_count,
+        default=PROJECTIONS_EVENTS,
+        metavar="N",
+        help=f"events in the log (default {PROJECTIONS_EVENTS:,}; the budget run: 10,000,000)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=_count,
+        default=PROJECTIONS_ROUNDS,
+        metavar="R",
+        help=f"timed runs of each query (default {PROJECTIONS_ROUNDS})",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=PROJECTIONS_SEED, help="seed of the synthetic log"
+    )
+    parser.add_argument(
+        "--json", type=Path, dest="json_path", metavar="PATH", help="also write results as JSON"
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="exit with status 1 when a budget is not met"
+    )
+
+
+def run_bench(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the chosen benchmark; returns the process exit code."""
+    if args.bench_command == "ingest":
+        from ops_center.tools.bench.ingest import main
+
+        return main(args, settings)
+    if args.bench_command == "projections":
+        from ops_center.tools.bench.projections import main as projections_main
+
+        return projections_main(args, settings)
+    if args.bench_command == "streams":
+        from ops_center.tools.bench.streams import main as streams_main
+
+        return streams_main(args, settings)
+    raise SystemExit(f"ops-center bench: unknown benchmark {args.bench_command!r}")

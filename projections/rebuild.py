@@ -1,0 +1,256 @@
+"""``ops-center projections rebuild [NAME]`` and ``ops-center projections status``.
+
+`rebuild` empties the projections and applies the whole log again, with a progress bar
+and the rate on stderr. When no server holds a projection's runner lock, the command
+rebuilds it itself (large chunks, all projections concurrently); when a running server
+does, the command resets the projection and follows the server's runner until it has
+caught up with the log as it was when the rebuild started.
+
+`status` prints each projection's position (and the alarm rules' position), the log's
+head, the lag between them, when the position last moved, and the last error if the
+runner is failing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+import asyncpg
+
+from ops_center.province.calendar import TZ
+from ops_center.store.database import Database, as_database
+from projections.registry import PROJECTIONS, create_projections
+from projections.runner import (
+    POSITIONS_TABLE,
+    REBUILD_BATCH,
+    Connection,
+    Projection,
+    ensure_schema,
+    head_position,
+    lock_key,
+    read_positions,
+    reset,
+    step,
+)
+
+#: Seconds between progress updates.
+PROGRESS_EVERY = 0.25
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def add_arguments(
+    parser: argparse.ArgumentParser, parents: Sequence[argparse.ArgumentParser] = ()
+) -> None:
+    """The ``projections`` subcommands, for `ops_center.cli`.
+
+    `parents` (the options shared by every level, ``--data-dir`` among them) are added to
+    each subcommand, so they may be written before or after its name.
+    """
+    commands = parser.add_subparsers(dest="projections_command", required=True, metavar="COMMAND")
+    rebuild_cmd = commands.add_parser(
+        "rebuild",
+        parents=parents,
+        help="rebuild projections from the event log (all, or the one named)",
+    )
+    rebuild_cmd.add_argument("name", nargs="?", choices=sorted(PROJECTIONS), help="projection")
+    rebuild_cmd.add_argument(
+        "--batch",
+        type=_at_least_one,
+        default=REBUILD_BATCH,
+        help=f"most events per transaction (default {REBUILD_BATCH})",
+    )
+    commands.add_parser("status", parents=parents, help="position and lag of every projection")
+
+
+def run(args: argparse.Namespace, database: Database | str) -> int:
+    """Run the chosen subcommand against `database`; the exit status."""
+    if args.projections_command == "rebuild":
+        names = [args.name] if args.name else None
+        results = asyncio.run(rebuild(database, names, batch=args.batch))
+        for result in results:
+            print(result.summary())
+        return 0
+    rows = asyncio.run(status(database))
+    print(format_status(rows))
+    return 0
+
+
+@dataclass(frozen=True, slots=True)
+class Rebuilt:
+    """What a rebuild did: the projection, up to which position, and how fast."""
+
+    name: str
+    position: int
+    applied: int
+    seconds: float
+    by_server: bool
+
+    @property
+    def rate(self) -> float:
+        return self.position / self.seconds if self.seconds > 0 else float("inf")
+
+    def summary(self) -> str:
+        who = "by the running server" if self.by_server else "here"
+        return (
+            f"{self.name}: rebuilt {who} up to position {self.position:,} "
+            f"({self.applied:,} events applied) in {self.seconds:.2f} s: "
+            f"{self.rate:,.0f} log events/s"
+        )
+
+
+class Progress:
+    """A one-line progress bar with the rate, redrawn at most every `PROGRESS_EVERY` s."""
+
+    def __init__(self, target: int, out: TextIO | None = None, width: int = 30) -> None:
+        self.target = max(target, 1)
+        self.out = out if out is not None else sys.stderr
+        self.width = width
+        self.started = time.monotonic()
+        self.shown = 0.0
+        self.tty = self.out.isatty()
+
+    def show(self, done: int, *, final: bool = False) -> None:
+        now = time.monotonic()
+        if not final and (done == 0 or now - self.shown < (PROGRESS_EVERY if self.tty else 5.0)):
+            return
+        self.shown = now
+        share = min(done / self.target, 1.0)
+        filled = int(share * self.width)
+        elapsed = max(now - self.started, 1e-9)
+        line = (
+            f"[{'#' * filled}{'-' * (self.width - filled)}] {share:6.1%} "
+            f"{done:,}/{self.target:,} events  {done / elapsed:,.0f} events/s"
+        )
+        if self.tty:
+            self.out.write("\r" + line + ("\n" if final else ""))
+        else:
+            self.out.write(line + "\n")
+        self.out.flush()
+
+
+async def rebuild(
+    database: Database | str,
+    names: Sequence[str] | None = None,
+    *,
+    batch: int = REBUILD_BATCH,
+    out: TextIO | None = None,
+) -> list[Rebuilt]:
+    """Rebuild the named projections (all when None) from position 0, concurrently."""
+    projections = create_projections(list(names) if names else None)
+    conn = await asyncpg.connect(**as_database(database).asyncpg_args())
+    try:
+        await ensure_schema(conn, projections)
+        target = await head_position(conn)
+    finally:
+        await conn.close()
+    done = dict.fromkeys((p.name for p in projections), 0)
+    progress = Progress(target, out)
+
+    def report(name: str, position: int) -> None:
+        done[name] = position
+        progress.show(min(done.values()))
+
+    results = await asyncio.gather(
+        *(_rebuild_one(database, p, target, batch, report) for p in projections)
+    )
+    progress.show(min(done.values()), final=True)
+    return list(results)
+
+
+async def _rebuild_one(
+    database: Database | str, projection: Projection, target: int, batch: int, report: Any
+) -> Rebuilt:
+    conn: Connection = await asyncpg.connect(**as_database(database).asyncpg_args())
+    try:
+        key = lock_key(projection.name)
+        started = time.monotonic()
+        if await conn.fetchval("SELECT pg_try_advisory_lock($1)", key):
+            try:
+                await reset(conn, projection)
+                position = applied = 0
+                while True:
+                    result = await step(conn, projection, batch=batch, window=batch * 10)
+                    position, applied = result.position, applied + result.applied
+                    report(projection.name, position)
+                    if result.caught_up or position >= target:
+                        break
+                for table in projection.tables:  # fresh statistics for the planner
+                    await conn.execute(f"ANALYZE {table}")
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock($1)", key)
+            return Rebuilt(projection.name, position, applied, time.monotonic() - started, False)
+        # A running server's runner holds the lock: reset, and follow its progress.
+        await reset(conn, projection)
+        position = 0
+        while position < target:
+            await asyncio.sleep(0.2)
+            position = (await read_positions(conn)).get(projection.name, 0)
+            report(projection.name, position)
+        return Rebuilt(projection.name, position, 0, time.monotonic() - started, True)
+    finally:
+        await conn.close()
+
+
+async def status(database: Database | str) -> list[dict[str, Any]]:
+    """Every projection's position, the head of the log, lag, last update and error."""
+    conn = await asyncpg.connect(**as_database(database).asyncpg_args())
+    try:
+        await ensure_schema(conn, create_projections())
+        head = await head_position(conn)
+        rows = list(
+            await conn.fetch(
+                f"SELECT name, position, updated_at, rebuilt_at, last_error, error_at "
+                f"FROM {POSITIONS_TABLE} ORDER BY name"
+            )
+        )
+        # the alarm rules follow the log too (ops_center.alarms.rules): shown as one more row
+        if await conn.fetchval("SELECT to_regclass('alarm_rules_position') IS NOT NULL"):
+            rows += await conn.fetch(
+                "SELECT 'alarm_rules' AS name, position, updated_at, NULL AS rebuilt_at, "
+                "NULL AS last_error, NULL AS error_at FROM alarm_rules_position"
+            )
+    finally:
+        await conn.close()
+    return [
+        {
+            "name": r["name"],
+            "position": r["position"],
+            "head": head,
+            "lag": head - r["position"],
+            "updated_at": r["updated_at"],
+            "rebuilt_at": r["rebuilt_at"],
+            "last_error": r["last_error"],
+            "error_at": r["error_at"],
+        }
+        for r in rows
+    ]
+
+
+def format_status(rows: Sequence[dict[str, Any]]) -> str:
+    """The status as a table for a terminal."""
+    lines = [f"{'PROJECTION':<12} {'POSITION':>12} {'HEAD':>12} {'LAG':>10}  UPDATED / ERROR"]
+    for r in rows:
+        updated = (
+            r["updated_at"].astimezone(TZ).isoformat(timespec="seconds") if r["updated_at"] else "-"
+        )
+        error = f"  ERROR: {r['last_error']}" if r["last_error"] else ""
+        lines.append(
+            f"{r['name']:<12} {r['position']:>12,} {r['head']:>12,} {r['lag']:>10,}  "
+            f"{updated}{error}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,260 @@
+"""The OpenAPI 3.1 description of the alarm endpoints (merged into `web.openapi.SPEC`)."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from ops_center.alarms.rules.observe import CAUSES
+from ops_center.domain.alarm import SEVERITIES, STATES
+from projections.alarms_read import STATE_FILTERS
+from web.queries import MAX_PAGE
+
+_JSON: Final = "application/json"
+_PROBLEM: Final = "application/problem+json"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {_JSON: {"schema": schema}}}
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {_PROBLEM: {"schema": _ref("Problem")}}}
+
+
+def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema,
+    }
+
+
+_ID = {
+    "name": "id",
+    "in": "path",
+    "required": True,
+    "description": "the alarm's id",
+    "schema": {"type": "string", "format": "uuid"},
+}
+_TIME = {"type": "string", "format": "date-time"}
+_NULLABLE_TEXT = {"type": ["string", "null"]}
+_POSITION = {
+    "type": "integer",
+    "minimum": 0,
+    "description": "the last event-log position the alarms projection has applied",
+}
+_ERRORS = {
+    "401": _problem("no key, or an unknown or revoked key"),
+    "403": _problem("the key may not read"),
+}
+
+ALARM_SCHEMAS: Final[dict[str, Any]] = {
+    "Alarm": {
+        "type": "object",
+        "required": [
+            "id",
+            "cause",
+            "subject_kind",
+            "subject",
+            "occurrence",
+            "unit",
+            "severity",
+            "state",
+            "summary",
+            "detail",
+            "raised_at",
+            "updated_at",
+            "repeats",
+            "acknowledged",
+            "resolved",
+        ],
+        "properties": {
+            "id": {"type": "string", "format": "uuid"},
+            "cause": {"enum": list(CAUSES)},
+            "subject_kind": {"enum": ["camera", "radio", "dossier", "kpi"]},
+            "subject": {"type": "string", "description": "the subject's code"},
+            "occurrence": {
+                "type": "integer",
+                "minimum": 1,
+                "description": "1 for the cause's first alarm on the subject, "
+                "then 2, ... (a new occurrence after a resolution)",
+            },
+            "unit": _NULLABLE_TEXT,
+            "severity": {"enum": list(SEVERITIES)},
+            "state": {"enum": list(STATES)},
+            "summary": {"type": "string"},
+            "detail": {"type": "object", "description": "what the cause shows (by cause)"},
+            "raised_at": _TIME,
+            "updated_at": _TIME,
+            "repeats": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "changes of the cause while the alarm was open",
+            },
+            "acknowledged": {
+                "type": ["object", "null"],
+                "properties": {"at": _TIME, "by": {"type": "string"}, "note": _NULLABLE_TEXT},
+            },
+            "resolved": {
+                "type": ["object", "null"],
+                "properties": {
+                    "at": _TIME,
+                    "by": {"type": "string", "description": "a key's name, or `rules`"},
+                    "note": _NULLABLE_TEXT,
+                    "automatic": {"type": "boolean", "description": "the cause cleared"},
+                },
+            },
+        },
+    },
+    "AlarmList": {
+        "type": "object",
+        "required": ["position", "total", "limit", "offset", "items"],
+        "properties": {
+            "position": _POSITION,
+            "total": {"type": "integer", "minimum": 0},
+            "limit": {"type": "integer"},
+            "offset": {"type": "integer"},
+            "items": {
+                "type": "array",
+                "items": _ref("Alarm"),
+                "description": "newest first (raised_at, then id, descending)",
+            },
+        },
+    },
+    "AlarmDetail": {
+        "allOf": [
+            _ref("Alarm"),
+            {
+                "type": "object",
+                "required": ["position", "history", "occurrences"],
+                "properties": {
+                    "position": _POSITION,
+                    "history": {
+                        "type": "array",
+                        "description": "every event of the alarm, oldest first",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "position": {"type": "integer"},
+                                "event": {
+                                    "enum": ["raised", "repeated", "acknowledged", "resolved"]
+                                },
+                                "at": _TIME,
+                                "recorded_at": _TIME,
+                                "by": _NULLABLE_TEXT,
+                                "note": _NULLABLE_TEXT,
+                                "state": {"enum": list(STATES)},
+                                "severity": {"enum": list(SEVERITIES)},
+                                "summary": {"type": "string"},
+                                "detail": {"type": "object"},
+                            },
+                        },
+                    },
+                    "occurrences": {
+                        "type": "array",
+                        "description": "every alarm of the same cause on the same subject "
+                        "(its active periods), by occurrence",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "id": {"type": "string", "format": "uuid"},
+                                "occurrence": {"type": "integer"},
+                                "state": {"enum": list(STATES)},
+                                "raised_at": _TIME,
+                                "resolved_at": {"type": ["string", "null"], "format": "date-time"},
+                            },
+                        },
+                    },
+                },
+            },
+        ]
+    },
+    "AlarmAction": {
+        "type": "object",
+        "required": ["position", "id", "state", "by", "note", "at"],
+        "properties": {
+            "position": {"type": "integer", "description": "log position of the stored event"},
+            "id": {"type": "string", "format": "uuid"},
+            "state": {"enum": list(STATES)},
+            "by": {"type": "string", "description": "the key's name"},
+            "note": _NULLABLE_TEXT,
+            "at": _TIME,
+        },
+    },
+}
+
+
+def _action(summary: str) -> dict[str, Any]:
+    return {
+        "post": {
+            "summary": summary,
+            "tags": ["alarms"],
+            "parameters": [_ID],
+            "requestBody": {
+                "required": False,
+                "content": {
+                    _JSON: {
+                        "schema": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "properties": {"note": {"type": "string", "maxLength": 2000}},
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "200": _json(_ref("AlarmAction"), "done; the event is stored"),
+                "400": _problem("the body is not a JSON object with an optional string note"),
+                "401": _ERRORS["401"],
+                "403": _problem("the key is not an operator or admin key"),
+                "404": _problem("no alarm with this id"),
+                "409": _problem("the alarm's state does not allow it (`state` says which)"),
+                "503": _problem("the event store is unavailable; nothing changed"),
+            },
+        }
+    }
+
+
+ALARM_PATHS: Final[dict[str, Any]] = {
+    "/api/v1/alarms": {
+        "get": {
+            "summary": "Alarms, newest first",
+            "tags": ["alarms"],
+            "parameters": [
+                _query("state", "`open`: active or acknowledged", {"enum": list(STATE_FILTERS)}),
+                _query("unit", "a unit code; includes its descendants", {"type": "string"}),
+                _query("severity", "severity", {"enum": list(SEVERITIES)}),
+                _query("cause", "the rule that raised it", {"enum": list(CAUSES)}),
+                _query(
+                    "limit", "page size", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}
+                ),
+                _query("offset", "rows to skip", {"type": "integer", "minimum": 0}),
+            ],
+            "responses": {
+                "200": _json(_ref("AlarmList"), "alarms"),
+                "400": _problem("a bad parameter (`invalid_params` names it)"),
+                **_ERRORS,
+            },
+        }
+    },
+    "/api/v1/alarms/{id}": {
+        "get": {
+            "summary": "One alarm with its full history",
+            "tags": ["alarms"],
+            "parameters": [_ID],
+            "responses": {
+                "200": _json(_ref("AlarmDetail"), "the alarm"),
+                **_ERRORS,
+                "404": _problem("no alarm with this id"),
+            },
+        }
+    },
+    "/api/v1/alarms/{id}/ack": _action("Acknowledge an active alarm (operator, admin)"),
+    "/api/v1/alarms/{id}/resolve": _action("Resolve an open alarm (operator, admin)"),
+}
