@@ -8,17 +8,7 @@ that of the log up to it). The view ``rm_kpi_status`` adds today's status.
 Late events follow the aggregate's rule: a definition, target revision or report for a
 period that is older (by CloudEvent `time`) than the one applied is history only.
 
-Status (`kpi_status`), evaluated on a date D (today in Asia/Ho_Chi_Minh, or the `as_of`
-date):
-
-* ``met``: the latest value meets the target (``increase``: value >= target;
-  ``decrease``: value <= target). The latest value is that of the period that ends last
-  (on a tie, the shorter period).
-* ``off_track``: not met and D is after the deadline; or not met and the straight line
-  through the first and the latest reported values (placed at their periods' last days),
-  extended to the deadline, does not meet the target.
-* ``on_track``: otherwise, including before the deadline with fewer than two reports
-  ending on different days (nothing to extrapolate from).
+Status: `ops_center.domain.kpi_status` (the rule of on and off track).
 """
 
 from __future__ import annotations
@@ -26,17 +16,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, ClassVar, Final, Literal
+from typing import Any, ClassVar, Final
 from uuid import UUID
 
 import orjson
 
+from ops_center.domain.kpi_status import Status, kpi_status
 from ops_center.province.calendar import period_bounds, period_key
 from ops_center.store.log import Event
 from projections.runner import Connection, Projection
-
-Status = Literal["met", "on_track", "off_track"]
-STATUSES: Final[tuple[Status, ...]] = ("met", "on_track", "off_track")
 
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS rm_kpis (
@@ -284,35 +272,6 @@ class Kpi:
             self.created_position,
             self.updated_position,
         )
-
-
-def meets(direction: str, value: float, target: float) -> bool:
-    """Whether `value` meets `target` in the indicator's direction."""
-    return value >= target if direction == "increase" else value <= target
-
-
-def kpi_status(
-    direction: str,
-    target: float,
-    deadline: date,
-    first: tuple[str, float] | None,
-    latest: tuple[str, float] | None,
-    today: date,
-) -> Status:
-    """The status rule of the module docstring."""
-    if latest is not None and meets(direction, latest[1], target):
-        return "met"
-    if today > deadline:
-        return "off_track"
-    if first is not None and latest is not None:
-        first_day = period_bounds(first[0])[1]
-        latest_day = period_bounds(latest[0])[1]
-        if latest_day > first_day:
-            slope = (latest[1] - first[1]) / (latest_day - first_day).days
-            remaining = max((deadline - latest_day).days, 0)
-            if not meets(direction, latest[1] + slope * remaining, target):
-                return "off_track"
-    return "on_track"
 
 
 class KpisProjection(Projection):

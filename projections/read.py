@@ -35,10 +35,10 @@ from uuid import UUID
 import orjson
 
 from ops_center.domain import subject_id
+from ops_center.domain.kpi_status import Status, kpi_status
 from ops_center.province.calendar import Bucket, buckets, iso, local_date, local_day, period_key
 from ops_center.store.log import EVENTS_TABLE
 from projections import alarms_read, services
-from projections.kpis import Status, kpi_status
 from projections.runner import POSITIONS_TABLE, Connection
 
 OVERVIEW_PROJECTIONS: Final = ("devices", "services", "kpis", "alarms")

@@ -22,7 +22,7 @@ Each topic's data is the answer of a query of docs/CONTRACT.md §5, at the same 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, Final
@@ -43,25 +43,21 @@ _DEVICE_TOPICS: Final = topics_of(DevicesProjection.events or ())
 _ALL: Final = 2**31 - 1
 
 
-#: The KPI owners within a set of units (``web.queries.owners_within``).
-Owners = Callable[[Profile, frozenset[str]], frozenset[str]]
-
-
 class Source:
-    """Reads topic data from the database through an asyncpg pool; `owners` decides which
-    indicators a unit's scope includes, as the overview query does."""
+    """Reads topic data from the database through an asyncpg pool; the profile decides
+    which indicators a unit's scope includes (`Profile.owners_within`), as the overview
+    query does."""
 
-    def __init__(self, pool: Any, profile: Profile, owners: Owners) -> None:
+    def __init__(self, pool: Any, profile: Profile) -> None:
         self.pool = pool
         self.profile = profile
-        self._owners = owners
 
     def units(self, scope: str | None) -> frozenset[str] | None:
         return None if scope is None else self.profile.descendants(scope)
 
     def _scope(self, scope: str | None) -> read.Scope:
         units = self.units(scope)
-        owners = None if units is None else self._owners(self.profile, units)
+        owners = None if units is None else self.profile.owners_within(units)
         return read.Scope(units, owners)
 
     @asynccontextmanager

@@ -11,46 +11,30 @@
   the alarm's new state and the log ``position`` of the stored event (the read model
   shows it once its projection has applied that position).
 
-`add_alarm_routes` registers the routes and the `alarm_desk` resource (the `AlarmDesk`
-and, when `Settings.alarm_rules` is on, this node's `RulesRunner`).
+`add_alarm_routes` registers the routes; the `AlarmDesk` they act through is a resource
+of `web.resources`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from datetime import timedelta
 from typing import Any, Final
 from uuid import UUID
 
-import asyncpg
 import orjson
 from aiohttp import web
 from eventsourcing.persistence import InterfaceError, OperationalError
 
-from ops_center.alarms.engine import AlarmDesk, RulesEngine, UnknownAlarm
-from ops_center.alarms.rules.observe import CAUSES, UnitOf
-from ops_center.alarms.rules.thresholds import Thresholds
-from ops_center.alarms.runner import RulesRunner
+from ops_center.alarms.engine import UnknownAlarm
+from ops_center.alarms.rules.observe import CAUSES
 from ops_center.domain.alarm import SEVERITIES, AlarmConflict
 from ops_center.province.calendar import iso, now
-from ops_center.province.profile import Profile
-from ops_center.settings import Settings
 from projections import alarms_read
-from projections.runner import SETUP_LOCK
-from web.appkeys import ALARM_DESK, ALARM_RULES, DATABASE, DB_POOL, PRINCIPAL, PROFILE, SETTINGS
+from web import params
+from web.appkeys import ALARM_DESK, PRINCIPAL, SETTINGS
+from web.params import DEFAULT_PAGE, MAX_PAGE, BadParameter, query_handler, snapshot
 from web.problems import problem
-from web.queries import (
-    DEFAULT_PAGE,
-    MAX_PAGE,
-    BadParameter,
-    _choice,
-    _integer,
-    _units,
-    query_handler,
-    snapshot,
-)
 
 log = logging.getLogger(__name__)
 
@@ -80,12 +64,12 @@ def _unknown(request: web.Request) -> web.Response:
 async def get_alarms(request: web.Request) -> web.StreamResponse:
     """Alarms newest first (`state`: active, acknowledged, resolved or open; `unit`;
     `severity`; `cause`; `limit`; `offset`)."""
-    state = _choice(request, "state", alarms_read.STATE_FILTERS)
-    units = _units(request)
-    severity = _choice(request, "severity", SEVERITIES)
-    cause = _choice(request, "cause", CAUSES)
-    limit = _integer(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
-    offset = _integer(request, "offset", 0, 0, 10**9)
+    state = params.choice(request, "state", alarms_read.STATE_FILTERS)
+    units = params.units(request)
+    severity = params.choice(request, "severity", SEVERITIES)
+    cause = params.choice(request, "cause", CAUSES)
+    limit = params.integer(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
+    offset = params.integer(request, "offset", 0, 0, 10**9)
     async with snapshot(request) as conn:
         body = await alarms_read.alarm_list(
             conn,
@@ -199,60 +183,8 @@ async def post_resolve(request: web.Request) -> web.StreamResponse:
     return await _act(request, "resolve")
 
 
-def unit_of(profile: Profile) -> UnitOf:
-    """The unit of a KPI owner: the unit itself, or the agency's unit."""
-
-    def find(owner: str) -> str | None:
-        if profile.has_unit(owner):
-            return owner
-        agency = profile.agencies.get(owner)
-        return None if agency is None else agency.unit
-
-    return find
-
-
-def thresholds(settings: Settings) -> Thresholds:
-    return Thresholds(
-        offline_grace=timedelta(seconds=settings.alarm_offline_grace_seconds),
-        alert_hold=timedelta(seconds=settings.alarm_alert_hold_seconds),
-        dossier_grace=timedelta(seconds=settings.alarm_dossier_grace_seconds),
-    )
-
-
-async def alarm_desk(app: web.Application) -> AsyncIterator[None]:
-    """The alarm desk (its tables are created holding the setup lock) and, when
-    `alarm_rules` is on, the rules runner; on cleanup the runner is stopped first."""
-    settings = app[SETTINGS]
-    pool: asyncpg.Pool = app[DB_POOL]
-    async with pool.acquire() as conn:
-        await conn.execute("SELECT pg_advisory_lock($1)", SETUP_LOCK)
-        try:
-            desk = await asyncio.to_thread(AlarmDesk, app[DATABASE])
-        finally:
-            await conn.execute("SELECT pg_advisory_unlock($1)", SETUP_LOCK)
-    app[ALARM_DESK] = desk
-    runner = None
-    if settings.alarm_rules:
-        engine = RulesEngine(desk, thresholds(settings), unit_of(app[PROFILE]))
-        runner = RulesRunner(
-            app[DATABASE],
-            engine,
-            tick=settings.alarm_tick_seconds,
-            min_interval=settings.alarm_min_interval_seconds,
-        )
-        runner.start()
-        app[ALARM_RULES] = runner
-    try:
-        yield
-    finally:
-        if runner is not None:
-            await runner.stop()
-        await asyncio.to_thread(desk.close)
-
-
 def add_alarm_routes(app: web.Application) -> None:
-    """Register the alarm endpoints and the `alarm_desk` resource."""
-    app.cleanup_ctx.append(alarm_desk)
+    """Register the alarm endpoints."""
     router = app.router
     router.add_get("/api/v1/alarms", get_alarms)
     router.add_get("/api/v1/alarms/{id}", get_alarm)

@@ -14,9 +14,9 @@ import orjson
 from aiohttp import web
 
 from ops_center.domain.errors import REJECTION_CODES
+from ops_center.domain.kpi_status import STATUSES
 from ops_center.ingest.catalogue import CATALOGUE, PILLARS
 from ops_center.province.calendar import BUCKETS
-from projections.kpis import STATUSES
 from web.openapi_alarms import ALARM_PATHS, ALARM_SCHEMAS
 
 JSON_TYPE: Final = "application/json"

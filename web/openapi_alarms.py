@@ -7,7 +7,7 @@ from typing import Any, Final
 from ops_center.alarms.rules.observe import CAUSES
 from ops_center.domain.alarm import SEVERITIES, STATES
 from projections.alarms_read import STATE_FILTERS
-from web.queries import MAX_PAGE
+from web.params import MAX_PAGE
 
 _JSON: Final = "application/json"
 _PROBLEM: Final = "application/problem+json"

@@ -23,35 +23,25 @@ import asyncio
 import contextlib
 import logging
 import weakref
-from collections.abc import AsyncIterator, Callable, Collection
+from collections.abc import Callable, Collection
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-import asyncpg
 import orjson
 from aiohttp import WSCloseCode, WSMsgType, hdrs, web
 
 from streams import topics
-from streams.bus import Bus
-from streams.hub import Hub, Session
-from streams.memory import InMemoryBus
+from streams.hub import Session
 from streams.outbox import Frame
-from streams.publisher import Publisher
-from streams.redis_bus import RedisBus
-from streams.sources import Source
 from web.appkeys import (
-    DATABASE,
     PRINCIPAL,
     PROFILE,
-    PROJECTIONS,
     SETTINGS,
     STREAM_HUB,
-    STREAM_PUBLISHER,
     WEBSOCKETS,
 )
 from web.metrics import session_closed
 from web.problems import problem
-from web.queries import owners_within
 
 log = logging.getLogger(__name__)
 
@@ -186,51 +176,6 @@ def handle_message(request: web.Request, session: Session, raw: str | bytes) -> 
 # -- resources ----------------------------------------------------------------------------------
 
 
-def _bus(app: web.Application) -> Bus:
-    settings = app[SETTINGS]
-    if settings.redis_url is None:
-        return InMemoryBus()
-    return RedisBus(settings.redis_url, namespace=settings.redis_namespace)
-
-
-async def stream_hub(app: web.Application) -> AsyncIterator[None]:
-    """The stream bus (Redis when `redis_url` is set, else in-process), this node's hub and
-    its publisher; on cleanup they stop in reverse order."""
-    settings = app[SETTINGS]
-    bus = _bus(app)
-    await bus.start()
-    pool = await asyncpg.create_pool(**app[DATABASE].asyncpg_args(), min_size=1, max_size=POOL_SIZE)
-    source = Source(pool, app[PROFILE], owners_within)
-    hub = Hub(
-        bus,
-        source.snapshot,
-        app[PROFILE].descendants,
-        queue_limit=settings.ws_queue_frames,
-        window=settings.stream_resume_changes,
-        history=settings.stream_resume_states,
-        grace=settings.stream_grace_seconds,
-    )
-    publisher = Publisher(
-        bus,
-        source,
-        app[PROJECTIONS],
-        interval=settings.stream_interval_ms / 1000,
-        refresh=settings.stream_refresh_seconds,
-    )
-    await hub.start()
-    await publisher.start()
-    app[STREAM_HUB] = hub
-    app[STREAM_PUBLISHER] = publisher
-    try:
-        yield
-    finally:
-        await close_websockets(app)
-        await publisher.stop()
-        await hub.close()
-        await bus.close()
-        await pool.close()
-
-
 async def close_websockets(app: web.Application) -> None:
     """Close every open WebSocket with 1001 (going away); a client that does not let the
     close frame through within `CLOSE_TIMEOUT` seconds is cut off."""
@@ -253,6 +198,5 @@ def add_stream_routes(app: web.Application) -> None:
     sockets: weakref.WeakKeyDictionary[web.WebSocketResponse, asyncio.Transport | None]
     sockets = weakref.WeakKeyDictionary()
     app[WEBSOCKETS] = sockets
-    app.cleanup_ctx.append(stream_hub)
     app.on_shutdown.append(close_websockets)
     app.router.add_get("/ws", get_ws)

@@ -12,7 +12,9 @@ from functools import lru_cache
 from typing import Final, Literal
 from zoneinfo import ZoneInfo
 
-TZ: Final = ZoneInfo("Asia/Ho_Chi_Minh")
+#: The province's time zone: the one place it is named (profiles must say the same).
+TZ_NAME: Final = "Asia/Ho_Chi_Minh"
+TZ: Final = ZoneInfo(TZ_NAME)
 
 Bucket = Literal["hour", "day", "month"]
 BUCKETS: Final[tuple[Bucket, ...]] = ("hour", "day", "month")

@@ -45,6 +45,8 @@ from typing import Any, Final, NoReturn
 
 import orjson
 
+from ops_center.province.calendar import TZ_NAME
+
 __all__ = [
     "DEMO_PROFILE",
     "DEMO_TWO_TIER_PROFILE",
@@ -65,7 +67,7 @@ UNIT_LEVELS: Final = frozenset(
 COMMUNE_LEVELS: Final = frozenset({"commune", "ward", "township", "special_zone"})
 """The commune-level (lowest tier) unit levels."""
 
-DEFAULT_TIMEZONE: Final = "Asia/Ho_Chi_Minh"
+DEFAULT_TIMEZONE: Final = TZ_NAME
 
 _PROFILES_DIR: Final = Path(__file__).resolve().parent / "profiles"
 
@@ -180,6 +182,17 @@ class Profile:
         Precomputed: a dictionary lookup. Raises KeyError for an unknown code.
         """
         return self._descendants[code]
+
+    def owners_within(self, units: frozenset[str]) -> frozenset[str]:
+        """KPI owners inside these units: the units, and the agencies serving one of them."""
+        return units | {a.code for a in self.agencies.values() if a.unit in units}
+
+    def unit_of(self, owner: str) -> str | None:
+        """The unit of a KPI owner: the unit itself, or the agency's unit (None: unknown)."""
+        if owner in self.units:
+            return owner
+        agency = self.agencies.get(owner)
+        return None if agency is None else agency.unit
 
     def ancestors(self, code: str) -> tuple[str, ...]:
         """The codes of the units above `code`, from its parent up to the province.
@@ -375,6 +388,12 @@ class _Parser:
             if header.get("timezone") is not None
             else DEFAULT_TIMEZONE
         )
+        if timezone != TZ_NAME:
+            self.fail(
+                "/profile/timezone",
+                f"the center counts days, months and deadlines in {TZ_NAME} "
+                f"(ops_center.province.calendar); {timezone!r} is not supported",
+            )
 
         if "units" not in document:
             self.fail("/units", "missing")

@@ -26,7 +26,6 @@ import pytest
 from ops_center.province.calendar import local_day
 from streams.client import Screen
 from web.appkeys import PROJECTIONS, STREAM_HUB, WEBSOCKETS
-from web.queries import owners_within
 
 TIMEOUT = 15.0
 
@@ -235,7 +234,7 @@ async def test_deltas_have_strictly_increasing_positions_and_equal_the_queries(
     for topic in ("overview", "services", "kpis", "feed"):
         answer = (await api.get(query_path(topic, ce.UNIT), key=viewer_key)).body
         if topic == "kpis":  # the unit's indicators: those the unit's overview counts
-            owners = owners_within(ce.PROFILE, ce.PROFILE.descendants(ce.UNIT))
+            owners = ce.PROFILE.owners_within(ce.PROFILE.descendants(ce.UNIT))
             answer["items"] = [i for i in answer["items"] if i["owner"] in owners]
         state = screen.states[topic]
         if state["position"] == answer["position"]:

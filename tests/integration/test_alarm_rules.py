@@ -30,7 +30,6 @@ from ops_center.store.application import OpsCenter
 from ops_center.tools.testing import Events, submissions
 from projections.alarms import AlarmsProjection
 from projections.runner import ensure_schema, step
-from web.alarms import unit_of
 
 PROFILE = load_profile()
 UNIT = "MS-D01-C01"
@@ -84,7 +83,7 @@ class World:
         self.store = store
         self.desk = desk
         self.ev = Events(prefix=f"e{secrets.token_hex(3)}")
-        self.engine = RulesEngine(desk, THRESHOLDS, unit_of(PROFILE))
+        self.engine = RulesEngine(desk, THRESHOLDS, PROFILE.unit_of)
 
     def ingest(self, *raws: dict[str, Any]) -> int:
         outcomes = self.store.ingest(submissions(raws, PROFILE))
@@ -294,7 +293,7 @@ def test_a_step_on_a_stale_state_is_refused_and_writes_nothing(world: World) -> 
     world.ingest(world.ev.station("ST-4", UNIT, at(0)), world.ev.fault("ST-4", 1, at(1)))
     stale = world.engine.position()
     world.run(at(2))
-    late = RulesEngine(world.desk, THRESHOLDS, unit_of(PROFILE))
+    late = RulesEngine(world.desk, THRESHOLDS, PROFILE.unit_of)
     late.position = lambda: stale  # type: ignore[method-assign]
     with pytest.raises(RulesMoved):
         late.step(at(2))
@@ -307,7 +306,7 @@ async def test_rules_restarted_mid_way_raise_nothing_twice(world: World) -> None
     for n in range(40):
         raws += [ev.station(f"ST-R{n}", UNIT, at(0)), ev.fault(f"ST-R{n}", 1, at(1))]
     await asyncio.to_thread(world.ingest, *raws)
-    small = RulesEngine(world.desk, THRESHOLDS, unit_of(PROFILE), batch=7)
+    small = RulesEngine(world.desk, THRESHOLDS, PROFILE.unit_of, batch=7)
     runner = RulesRunner(world.url, small, tick=0.05, clock=lambda: at(2))
     runner.start()
     async with asyncio.timeout(10):

@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
+from ops_center.domain.kpi_status import kpi_status
 from ops_center.province.calendar import (
     TZ,
     buckets,
@@ -17,7 +18,6 @@ from ops_center.province.calendar import (
     period_bounds,
     period_key,
 )
-from projections.kpis import kpi_status
 
 TODAY = date(2026, 11, 22)
 DEADLINE = date(2026, 12, 31)

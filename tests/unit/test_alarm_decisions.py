@@ -253,7 +253,7 @@ def test_observe_names_each_cause_and_refuses_an_unknown_one() -> None:
 
 def test_thresholds_and_the_switch_are_settings() -> None:
     from ops_center.settings import Settings
-    from web.alarms import thresholds
+    from web.resources import thresholds
 
     settings = Settings.from_env(
         {

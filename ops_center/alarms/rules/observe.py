@@ -12,7 +12,7 @@ if present, until when by itself (`ends_at`: a critical alert's hold). The rules
   critical;
 * ``dossier_overdue`` (dossier): open and `dossier_grace` past its due time; warning;
 * ``kpi_off_track`` (kpi): the indicator's status is ``off_track``
-  (`projections.kpis.kpi_status`, on the local date of the clock); info.
+  (`ops_center.domain.kpi_status`, on the local date of the clock); info.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from typing import Any, Final
 
 from ops_center.alarms.rules.facts import BAD_STATUSES, CAMERA, DOSSIER, KPI, RADIO, Facts, when
 from ops_center.alarms.rules.thresholds import Thresholds
+from ops_center.domain.kpi_status import kpi_status
 from ops_center.province.calendar import TZ, local_date, period_key
-from projections.kpis import kpi_status
 
 DEVICE_OFFLINE: Final = "device_offline"
 CLUSTER_FAULT: Final = "cluster_fault"

@@ -446,7 +446,6 @@ async def _recorded_at(conn: Any, position: int) -> datetime:
 
 
 async def workbench(conn: Any, clock: datetime) -> Workbench:
-    from web.queries import owners_within
 
     profile = load_profile()
     district = next(u.code for u in profile.units.values() if u.level == "district")
@@ -456,7 +455,7 @@ async def workbench(conn: Any, clock: datetime) -> Workbench:
         "recent": await _recorded_at(conn, max(1, head * 95 // 100)),
         "old": await _recorded_at(conn, max(1, head // 10)),
     }
-    return Workbench(clock, district, units, owners_within(profile, units), "SYT", as_of)
+    return Workbench(clock, district, units, profile.owners_within(units), "SYT", as_of)
 
 
 def leader_queries(w: Workbench) -> list[tuple[str, str, Call]]:

@@ -10,7 +10,7 @@ the lane's prefix so that lanes never collide.
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, Final, TypeVar
 from uuid import UUID
 
@@ -21,6 +21,7 @@ from ops_center.ingest.catalogue import (
     CLUSTER_FAULTS,
     SERVICE_LEVELS,
 )
+from ops_center.province.calendar import TZ
 from ops_center.province.profile import COMMUNE_LEVELS, Profile, Unit
 
 _T = TypeVar("_T")
@@ -39,7 +40,7 @@ MIX: Final[tuple[tuple[str, int], ...]] = (
 )
 
 
-VIETNAM = timezone(timedelta(hours=7))
+VIETNAM = TZ
 CAMERA_SOURCES: Final = tuple(f"https://vms.minhson.gov.vn/gateways/{n}" for n in range(1, 5))
 RADIO_SOURCE: Final = "https://truyenthanh.minhson.gov.vn/controller"
 DOSSIER_SOURCE: Final = "https://dichvucong.minhson.gov.vn/motcua"

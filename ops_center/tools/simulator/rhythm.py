@@ -9,11 +9,13 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta
 from typing import Final
 
+from ops_center.province.calendar import TZ
+
 #: Vietnam has no daylight saving time: a fixed offset is exact.
-VN: Final = timezone(timedelta(hours=7))
+VN: Final = TZ
 
 #: Opening hours of one-stop-shop counters and offices (morning and afternoon).
 OFFICE_HOURS: Final = ((time(7, 30), time(11, 30)), (time(13, 30), time(17, 0)))

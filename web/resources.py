@@ -1,0 +1,314 @@
+"""Every resource the server runs, as `cleanup_ctx` entries, in the order
+`web.app.create_app` starts them (and closes them in reverse).
+
+* `database`: the configured PostgreSQL, or the embedded one.
+* `read_pool`: the asyncpg pool for keys and queries, and the keyring; checks that every
+  driver reaches the same server.
+* `event_store`: the eventsourcing application (creates its tables on first start).
+* `writer`: the group-commit writer.
+* `projection_runners`: the projection runners (read-model tables are created first).
+* `alarm_desk`: the alarm desk and, when `Settings.alarm_rules` is on, the rules runner.
+* `stream_hub`: the stream bus (Redis, or in-process), this node's hub and its publisher.
+
+Nothing here runs at import time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import asyncpg
+import psycopg
+from aiohttp import web
+
+from ops_center.access.keys import SCHEMA as KEYS_SCHEMA
+from ops_center.access.keystore import Keyring
+from ops_center.alarms.engine import AlarmDesk, RulesEngine
+from ops_center.alarms.rules.thresholds import Thresholds
+from ops_center.alarms.runner import RulesRunner
+from ops_center.settings import Settings
+from ops_center.store.application import OpsCenter
+from ops_center.store.database import (
+    Database,
+    DatabaseConfigError,
+    DatabaseUnreachable,
+    as_database,
+    classify,
+)
+from ops_center.store.writer import GroupCommitWriter
+from projections.registry import create_projections
+from projections.runner import SETUP_LOCK, ProjectionSet
+from streams.bus import Bus
+from streams.hub import Hub
+from streams.memory import InMemoryBus
+from streams.publisher import Publisher
+from streams.redis_bus import RedisBus
+from streams.sources import Source
+from web.appkeys import (
+    ALARM_DESK,
+    ALARM_RULES,
+    DATABASE,
+    DB_POOL,
+    EVENT_STORE,
+    KEYRING,
+    PROFILE,
+    PROJECTIONS,
+    READY,
+    SETTINGS,
+    STREAM_HUB,
+    STREAM_PUBLISHER,
+    WRITER,
+)
+from web.ws import POOL_SIZE, close_websockets
+
+log = logging.getLogger(__name__)
+
+
+async def database(app: web.Application) -> AsyncIterator[None]:
+    """Use `database_url`, or start the embedded PostgreSQL in `data_dir`."""
+    settings = app[SETTINGS]
+    if settings.database_url is not None:
+        app[DATABASE] = Database.parse(settings.database_url)
+        yield
+        return
+    from ops_center.embedded.postgres import EmbeddedPostgres
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    server = EmbeddedPostgres(settings.data_dir)
+    log.info("starting the embedded PostgreSQL in %s", settings.data_dir)
+    app[DATABASE] = Database.parse(await asyncio.to_thread(server.start))
+    try:
+        yield
+    finally:
+        await asyncio.to_thread(server.stop)
+
+
+async def connect_pool(database: Database | str, wait_seconds: float) -> asyncpg.Pool:
+    """An asyncpg pool on `database`, waiting up to `wait_seconds` for a server that is
+    not reachable yet (a database started beside the server may still be starting).
+
+    A configuration error (TLS, authentication, no such database, a bad parameter)
+    raises `DatabaseConfigError` at once: waiting would not mend it; a server still not
+    reachable after the wait raises `DatabaseUnreachable`.
+    """
+    database = as_database(database)
+    deadline = time.monotonic() + wait_seconds
+    pause = 0.5
+    while True:
+        try:
+            pool: asyncpg.Pool = await asyncpg.create_pool(
+                **database.asyncpg_args(), min_size=1, max_size=10
+            )
+            return pool
+        except Exception as exc:
+            verdict, reason = classify(exc)
+            if verdict == "config":
+                raise DatabaseConfigError(
+                    f"cannot use PostgreSQL at {database.describe()}: {reason}"
+                ) from exc
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise DatabaseUnreachable(
+                    f"PostgreSQL at {database.describe()} is not reachable "
+                    f"(waited {wait_seconds:g} s): {reason}"
+                ) from exc
+            log.warning(
+                "PostgreSQL at %s is not reachable yet (%s); retrying for %.0f more seconds",
+                database.describe(),
+                reason,
+                left,
+            )
+            await asyncio.sleep(min(pause, left))
+            pause = min(pause * 2, 5.0)
+
+
+#: Identifies a server and database the same way from every driver.
+_IDENTITY = "SELECT current_database(), pg_postmaster_start_time()::text"
+
+
+def _psycopg_identity(database: Database) -> tuple[str, str]:
+    try:
+        with psycopg.connect(database.conninfo, autocommit=True) as conn:
+            row = conn.execute(_IDENTITY).fetchone()
+    except psycopg.Error as exc:
+        _, reason = classify(exc)
+        raise DatabaseConfigError(
+            f"cannot use PostgreSQL at {database.describe()} with psycopg: {reason}"
+        ) from exc
+    assert row is not None
+    return (row[0], row[1])
+
+
+async def same_server(pool: asyncpg.Pool, database: Database) -> None:
+    """Check that psycopg (keys, the event store) reaches the server and database the
+    asyncpg pool reaches; raise `DatabaseConfigError` otherwise."""
+    row = await pool.fetchrow(_IDENTITY)
+    via_asyncpg = (row[0], row[1])
+    via_psycopg = await asyncio.to_thread(_psycopg_identity, database)
+    if via_asyncpg != via_psycopg:
+        raise DatabaseConfigError(
+            f"the PostgreSQL clients reach different servers for {database.describe()}: "
+            f"asyncpg {via_asyncpg}, psycopg {via_psycopg}"
+        )
+
+
+async def read_pool(app: web.Application) -> AsyncIterator[None]:
+    """The asyncpg pool for keys and queries, and the keyring on top of it."""
+    database = app[DATABASE]
+    pool = await connect_pool(database, app[SETTINGS].startup_wait_seconds)
+    try:
+        await same_server(pool, database)
+    except BaseException:
+        await pool.close()
+        raise
+    log.info("using PostgreSQL at %s", database.describe())
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", SETUP_LOCK)
+        await conn.execute(KEYS_SCHEMA)
+    app[DB_POOL] = pool
+    app[KEYRING] = Keyring(pool, ttl=app[SETTINGS].key_cache_seconds)
+    try:
+        yield
+    finally:
+        await pool.close()
+
+
+async def event_store(app: web.Application) -> AsyncIterator[None]:
+    """The eventsourcing application (creates its tables on first start, holding the
+    setup lock so that nodes starting together on a new database do not race)."""
+    settings = app[SETTINGS]
+    pool: asyncpg.Pool = app[DB_POOL]
+    async with pool.acquire() as conn:
+        await conn.execute("SELECT pg_advisory_lock($1)", SETUP_LOCK)
+        try:
+            store = await asyncio.to_thread(
+                OpsCenter, app[DATABASE], cache_size=settings.aggregate_cache_size
+            )
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", SETUP_LOCK)
+    app[EVENT_STORE] = store
+    try:
+        yield
+    finally:
+        await asyncio.to_thread(store.close)
+
+
+async def writer(app: web.Application) -> AsyncIterator[None]:
+    """The group-commit writer; on shutdown it commits what was already submitted."""
+    settings = app[SETTINGS]
+    group_writer = GroupCommitWriter(
+        app[EVENT_STORE].ingest,
+        max_batch=settings.commit_max_events,
+        max_wait=settings.commit_max_wait_ms / 1000,
+        max_queue=settings.commit_max_queue,
+    )
+    await group_writer.start()
+    app[WRITER] = group_writer
+    app[READY]["writer"] = True
+    try:
+        yield
+    finally:
+        app[READY]["writer"] = False
+        await group_writer.close()
+
+
+async def projection_runners(app: web.Application) -> AsyncIterator[None]:
+    """The projection runners: read-model tables are created before serving; on shutdown
+    the runners are cancelled and awaited (an unfinished chunk rolls back)."""
+    runners = ProjectionSet(app[DATABASE], create_projections())
+    await runners.start()
+    app[PROJECTIONS] = runners
+    app[READY]["projections"] = True
+    try:
+        yield
+    finally:
+        app[READY]["projections"] = False
+        await runners.stop()
+
+
+def thresholds(settings: Settings) -> Thresholds:
+    return Thresholds(
+        offline_grace=timedelta(seconds=settings.alarm_offline_grace_seconds),
+        alert_hold=timedelta(seconds=settings.alarm_alert_hold_seconds),
+        dossier_grace=timedelta(seconds=settings.alarm_dossier_grace_seconds),
+    )
+
+
+async def alarm_desk(app: web.Application) -> AsyncIterator[None]:
+    """The alarm desk (its tables are created holding the setup lock) and, when
+    `alarm_rules` is on, the rules runner; on cleanup the runner is stopped first."""
+    settings = app[SETTINGS]
+    pool: asyncpg.Pool = app[DB_POOL]
+    async with pool.acquire() as conn:
+        await conn.execute("SELECT pg_advisory_lock($1)", SETUP_LOCK)
+        try:
+            desk = await asyncio.to_thread(AlarmDesk, app[DATABASE])
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", SETUP_LOCK)
+    app[ALARM_DESK] = desk
+    runner = None
+    if settings.alarm_rules:
+        engine = RulesEngine(desk, thresholds(settings), app[PROFILE].unit_of)
+        runner = RulesRunner(
+            app[DATABASE],
+            engine,
+            tick=settings.alarm_tick_seconds,
+            min_interval=settings.alarm_min_interval_seconds,
+        )
+        runner.start()
+        app[ALARM_RULES] = runner
+    try:
+        yield
+    finally:
+        if runner is not None:
+            await runner.stop()
+        await asyncio.to_thread(desk.close)
+
+
+def _bus(app: web.Application) -> Bus:
+    settings = app[SETTINGS]
+    if settings.redis_url is None:
+        return InMemoryBus()
+    return RedisBus(settings.redis_url, namespace=settings.redis_namespace)
+
+
+async def stream_hub(app: web.Application) -> AsyncIterator[None]:
+    """The stream bus (Redis when `redis_url` is set, else in-process), this node's hub and
+    its publisher; on cleanup they stop in reverse order."""
+    settings = app[SETTINGS]
+    bus = _bus(app)
+    await bus.start()
+    pool = await asyncpg.create_pool(**app[DATABASE].asyncpg_args(), min_size=1, max_size=POOL_SIZE)
+    source = Source(pool, app[PROFILE])
+    hub = Hub(
+        bus,
+        source.snapshot,
+        app[PROFILE].descendants,
+        queue_limit=settings.ws_queue_frames,
+        window=settings.stream_resume_changes,
+        history=settings.stream_resume_states,
+        grace=settings.stream_grace_seconds,
+    )
+    publisher = Publisher(
+        bus,
+        source,
+        app[PROJECTIONS],
+        interval=settings.stream_interval_ms / 1000,
+        refresh=settings.stream_refresh_seconds,
+    )
+    await hub.start()
+    await publisher.start()
+    app[STREAM_HUB] = hub
+    app[STREAM_PUBLISHER] = publisher
+    try:
+        yield
+    finally:
+        await close_websockets(app)
+        await publisher.stop()
+        await hub.close()
+        await bus.close()
+        await pool.close()
