@@ -31,8 +31,9 @@ from uuid import UUID
 from ops_center.province.calendar import local_day, now
 from ops_center.province.profile import Profile
 from ops_center.store.log import EVENTS_TABLE, topics_of
-from projections import alarms_read, read
+from projections import read
 from projections.devices import DevicesProjection
+from projections.read import alarms as alarms_read
 from projections.runner import Connection
 from streams.topics import FEED_ITEMS
 
@@ -130,18 +131,7 @@ class Source:
         ]
         if not ids:
             return [], []
-        rows = await conn.fetch(
-            f"SELECT {read._DEVICE_FIELDS} FROM rm_devices "
-            "WHERE originator_id = ANY($1::uuid[]) ORDER BY kind, code",
-            ids,
-        )
-        items = [read._device_json(row) for row in rows]
-        radio = [row["originator_id"] for row in rows if row["kind"] == "radio"]
-        faults, on_air = await read._radio_extras(conn, radio)
-        for item, row in zip(items, rows, strict=True):
-            if row["kind"] == "radio":
-                item["faults"] = faults[row["originator_id"]]
-                item["broadcasts_active"] = len(on_air[row["originator_id"]])
+        items, rows = await read.devices_by_id(conn, ids)
         past = await self._past_units(conn, [row["originator_id"] for row in rows], after)
         units = [sorted(past.get(row["originator_id"], set()) | {row["unit"]}) for row in rows]
         return items, units

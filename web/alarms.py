@@ -30,7 +30,7 @@ from ops_center.alarms.engine import UnknownAlarm
 from ops_center.alarms.rules.observe import CAUSES
 from ops_center.domain.alarm import SEVERITIES, AlarmConflict
 from ops_center.province.calendar import iso, now
-from projections import alarms_read
+from projections.read import alarms as alarms_read
 from web import params
 from web.appkeys import ALARM_DESK, PRINCIPAL, SETTINGS
 from web.params import DEFAULT_PAGE, MAX_PAGE, BadParameter, query_handler, snapshot

@@ -1,4 +1,4 @@
-"""The OpenAPI 3.1 description of the alarm endpoints (merged into `web.openapi.SPEC`)."""
+"""The alarm endpoints' part of the OpenAPI description (schemas and paths)."""
 
 from __future__ import annotations
 
@@ -6,34 +6,9 @@ from typing import Any, Final
 
 from ops_center.alarms.rules.observe import CAUSES
 from ops_center.domain.alarm import SEVERITIES, STATES
-from projections.alarms_read import STATE_FILTERS
+from projections.read.alarms import STATE_FILTERS
+from web.openapi.building import JSON_TYPE, json_body, param, problem, ref
 from web.params import MAX_PAGE
-
-_JSON: Final = "application/json"
-_PROBLEM: Final = "application/problem+json"
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {_JSON: {"schema": schema}}}
-
-
-def _problem(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {_PROBLEM: {"schema": _ref("Problem")}}}
-
-
-def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "description": description,
-        "schema": schema,
-    }
-
 
 _ID = {
     "name": "id",
@@ -50,8 +25,8 @@ _POSITION = {
     "description": "the last event-log position the alarms projection has applied",
 }
 _ERRORS = {
-    "401": _problem("no key, or an unknown or revoked key"),
-    "403": _problem("the key may not read"),
+    "401": problem("no key, or an unknown or revoked key"),
+    "403": problem("the key may not read"),
 }
 
 ALARM_SCHEMAS: Final[dict[str, Any]] = {
@@ -122,14 +97,14 @@ ALARM_SCHEMAS: Final[dict[str, Any]] = {
             "offset": {"type": "integer"},
             "items": {
                 "type": "array",
-                "items": _ref("Alarm"),
+                "items": ref("Alarm"),
                 "description": "newest first (raised_at, then id, descending)",
             },
         },
     },
     "AlarmDetail": {
         "allOf": [
-            _ref("Alarm"),
+            ref("Alarm"),
             {
                 "type": "object",
                 "required": ["position", "history", "occurrences"],
@@ -199,7 +174,7 @@ def _action(summary: str) -> dict[str, Any]:
             "requestBody": {
                 "required": False,
                 "content": {
-                    _JSON: {
+                    JSON_TYPE: {
                         "schema": {
                             "type": "object",
                             "additionalProperties": False,
@@ -209,13 +184,13 @@ def _action(summary: str) -> dict[str, Any]:
                 },
             },
             "responses": {
-                "200": _json(_ref("AlarmAction"), "done; the event is stored"),
-                "400": _problem("the body is not a JSON object with an optional string note"),
+                "200": json_body(ref("AlarmAction"), "done; the event is stored"),
+                "400": problem("the body is not a JSON object with an optional string note"),
                 "401": _ERRORS["401"],
-                "403": _problem("the key is not an operator or admin key"),
-                "404": _problem("no alarm with this id"),
-                "409": _problem("the alarm's state does not allow it (`state` says which)"),
-                "503": _problem("the event store is unavailable; nothing changed"),
+                "403": problem("the key is not an operator or admin key"),
+                "404": problem("no alarm with this id"),
+                "409": problem("the alarm's state does not allow it (`state` says which)"),
+                "503": problem("the event store is unavailable; nothing changed"),
             },
         }
     }
@@ -227,18 +202,16 @@ ALARM_PATHS: Final[dict[str, Any]] = {
             "summary": "Alarms, newest first",
             "tags": ["alarms"],
             "parameters": [
-                _query("state", "`open`: active or acknowledged", {"enum": list(STATE_FILTERS)}),
-                _query("unit", "a unit code; includes its descendants", {"type": "string"}),
-                _query("severity", "severity", {"enum": list(SEVERITIES)}),
-                _query("cause", "the rule that raised it", {"enum": list(CAUSES)}),
-                _query(
-                    "limit", "page size", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}
-                ),
-                _query("offset", "rows to skip", {"type": "integer", "minimum": 0}),
+                param("state", "`open`: active or acknowledged", {"enum": list(STATE_FILTERS)}),
+                param("unit", "a unit code; includes its descendants", {"type": "string"}),
+                param("severity", "severity", {"enum": list(SEVERITIES)}),
+                param("cause", "the rule that raised it", {"enum": list(CAUSES)}),
+                param("limit", "page size", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}),
+                param("offset", "rows to skip", {"type": "integer", "minimum": 0}),
             ],
             "responses": {
-                "200": _json(_ref("AlarmList"), "alarms"),
-                "400": _problem("a bad parameter (`invalid_params` names it)"),
+                "200": json_body(ref("AlarmList"), "alarms"),
+                "400": problem("a bad parameter (`invalid_params` names it)"),
                 **_ERRORS,
             },
         }
@@ -249,9 +222,9 @@ ALARM_PATHS: Final[dict[str, Any]] = {
             "tags": ["alarms"],
             "parameters": [_ID],
             "responses": {
-                "200": _json(_ref("AlarmDetail"), "the alarm"),
+                "200": json_body(ref("AlarmDetail"), "the alarm"),
                 **_ERRORS,
-                "404": _problem("no alarm with this id"),
+                "404": problem("no alarm with this id"),
             },
         }
     },
