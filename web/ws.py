@@ -31,8 +31,8 @@ import orjson
 from aiohttp import WSCloseCode, WSMsgType, hdrs, web
 
 from streams import topics
-from streams.hub import Session
 from streams.outbox import Frame
+from streams.sessions import Session
 from web.appkeys import (
     PRINCIPAL,
     PROFILE,

@@ -14,9 +14,10 @@ from hypothesis import strategies as st
 from streams import topics
 from streams.bus import Change, Interrupted, Resumed
 from streams.client import ProtocolViolation, Screen
-from streams.hub import Hub, Session
+from streams.hub import Hub
 from streams.memory import InMemoryBus
 from streams.outbox import Frame, Outbox
+from streams.sessions import Session
 
 # -- delta rules ------------------------------------------------------------------------------
 
