@@ -23,6 +23,8 @@ from uuid import UUID
 
 import orjson
 
+from ops_center.domain.alarm import Alarm
+from ops_center.domain.events import names_of
 from ops_center.store.log import Event
 from projections.runner import Connection, Projection, copy_rows
 
@@ -152,8 +154,8 @@ class AlarmsProjection(Projection):
 
     name: ClassVar[str] = "alarms"
     tables: ClassVar[tuple[str, ...]] = ("rm_alarms", "rm_alarm_history")
-    events: ClassVar[frozenset[str] | None] = frozenset(
-        {"Alarm.Raised", "Alarm.Repeated", "Alarm.Acknowledged", "Alarm.Resolved"}
+    events: ClassVar[frozenset[str] | None] = names_of(
+        Alarm, "Raised", "Repeated", "Acknowledged", "Resolved"
     )
 
     async def setup(self, conn: Connection) -> None:

@@ -28,6 +28,9 @@ from datetime import datetime
 from typing import Any, ClassVar, Final
 from uuid import UUID
 
+from ops_center.domain.camera import Camera
+from ops_center.domain.events import names_of
+from ops_center.domain.radio import RadioStation
 from ops_center.store.log import Event
 from projections.runner import Connection, Projection, copy_rows, stage
 
@@ -314,20 +317,17 @@ class DevicesProjection(Projection):
         "rm_radio_clusters",
         "rm_broadcasts",
     )
-    events: ClassVar[frozenset[str] | None] = frozenset(
-        {
-            "Camera.Registered",
-            "Camera.Reregistered",
-            "Camera.StatusReported",
-            "Camera.AlertRaised",
-            "RadioStation.Registered",
-            "RadioStation.Reregistered",
-            "RadioStation.StatusReported",
-            "RadioStation.BroadcastStarted",
-            "RadioStation.BroadcastEnded",
-            "RadioStation.ClusterFaulted",
-            "RadioStation.ClusterRestored",
-        }
+    events: ClassVar[frozenset[str] | None] = names_of(
+        Camera, "Registered", "Reregistered", "StatusReported", "AlertRaised"
+    ) | names_of(
+        RadioStation,
+        "Registered",
+        "Reregistered",
+        "StatusReported",
+        "BroadcastStarted",
+        "BroadcastEnded",
+        "ClusterFaulted",
+        "ClusterRestored",
     )
 
     async def setup(self, conn: Connection) -> None:

@@ -18,6 +18,11 @@ from uuid import UUID
 
 import orjson
 
+from ops_center.domain.camera import Camera
+from ops_center.domain.dossier import Dossier
+from ops_center.domain.events import names_of
+from ops_center.domain.indicator import Indicator
+from ops_center.domain.radio import RadioStation
 from ops_center.store.log import CLOUDEVENT_TYPES, EVENTS_TABLE, Event, decode, topics_of
 from projections.runner import Connection, Projection
 
@@ -30,15 +35,11 @@ _SUBJECT_KINDS: Final = {
     "Dossier": "dossier",
     "Indicator": "kpi",
 }
-_SUBJECT_EVENTS: Final = frozenset(
-    {
-        "Camera.Registered",
-        "Camera.Reregistered",
-        "RadioStation.Registered",
-        "RadioStation.Reregistered",
-        "Dossier.Received",
-        "Indicator.Defined",
-    }
+_SUBJECT_EVENTS: Final = (
+    names_of(Camera, "Registered", "Reregistered")
+    | names_of(RadioStation, "Registered", "Reregistered")
+    | names_of(Dossier, "Received")
+    | names_of(Indicator, "Defined")
 )
 
 SCHEMA: Final = """

@@ -21,6 +21,8 @@ from uuid import UUID
 
 import orjson
 
+from ops_center.domain.events import names_of
+from ops_center.domain.indicator import Indicator
 from ops_center.domain.kpi_status import Status, kpi_status
 from ops_center.province.calendar import period_bounds, period_key
 from ops_center.store.log import Event
@@ -279,13 +281,8 @@ class KpisProjection(Projection):
 
     name: ClassVar[str] = "kpis"
     tables: ClassVar[tuple[str, ...]] = ("rm_kpis", "rm_kpi_history", "rm_kpi_log")
-    events: ClassVar[frozenset[str] | None] = frozenset(
-        {
-            "Indicator.Defined",
-            "Indicator.Redefined",
-            "Indicator.Reported",
-            "Indicator.TargetRevised",
-        }
+    events: ClassVar[frozenset[str] | None] = names_of(
+        Indicator, "Defined", "Redefined", "Reported", "TargetRevised"
     )
 
     async def setup(self, conn: Connection) -> None:

@@ -43,6 +43,8 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any, ClassVar, Final
 from uuid import UUID
 
+from ops_center.domain.dossier import Dossier
+from ops_center.domain.events import names_of
 from ops_center.province.calendar import TZ
 from ops_center.store.log import Event
 from projections.runner import Connection, Projection, copy_rows
@@ -286,13 +288,8 @@ class ServicesProjection(Projection):
 
     name: ClassVar[str] = "services"
     tables: ClassVar[tuple[str, ...]] = ("rm_dossiers", *GRAINS.values())
-    events: ClassVar[frozenset[str] | None] = frozenset(
-        {
-            "Dossier.Received",
-            "Dossier.SupplementRequested",
-            "Dossier.Completed",
-            "Dossier.Withdrawn",
-        }
+    events: ClassVar[frozenset[str] | None] = names_of(
+        Dossier, "Received", "SupplementRequested", "Completed", "Withdrawn"
     )
 
     async def setup(self, conn: Connection) -> None:

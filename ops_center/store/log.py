@@ -18,42 +18,13 @@ from uuid import UUID
 import orjson
 from eventsourcing.utils import get_topic
 
-from ops_center.domain import Camera, Dossier, Indicator, RadioStation
-from ops_center.domain.alarm import Alarm
+from ops_center.domain.events import AGGREGATES, PRODUCED_BY
 
 #: The events table the library writes (application name ``Ops``); also the NOTIFY channel.
 EVENTS_TABLE: Final = "ops_events"
 
-_AGGREGATES: Final = {
-    "Camera": Camera,
-    "RadioStation": RadioStation,
-    "Dossier": Dossier,
-    "Indicator": Indicator,
-    "Alarm": Alarm,
-}
-
 #: Short event name -> the CloudEvent type that produces it (for the feed).
-CLOUDEVENT_TYPES: Final[dict[str, str]] = {
-    "RadioStation.Registered": "radio.station.registered",
-    "RadioStation.Reregistered": "radio.station.registered",
-    "RadioStation.StatusReported": "radio.station.status",
-    "RadioStation.BroadcastStarted": "radio.broadcast.started",
-    "RadioStation.BroadcastEnded": "radio.broadcast.ended",
-    "RadioStation.ClusterFaulted": "radio.cluster.fault",
-    "RadioStation.ClusterRestored": "radio.cluster.restored",
-    "Camera.Registered": "camera.registered",
-    "Camera.Reregistered": "camera.registered",
-    "Camera.StatusReported": "camera.status",
-    "Camera.AlertRaised": "camera.alert",
-    "Dossier.Received": "dossier.received",
-    "Dossier.SupplementRequested": "dossier.supplement_requested",
-    "Dossier.Completed": "dossier.completed",
-    "Dossier.Withdrawn": "dossier.withdrawn",
-    "Indicator.Defined": "kpi.defined",
-    "Indicator.Redefined": "kpi.defined",
-    "Indicator.Reported": "kpi.reported",
-    "Indicator.TargetRevised": "kpi.target_revised",
-}
+CLOUDEVENT_TYPES: Final = PRODUCED_BY
 
 #: Attributes of stored state that are bookkeeping, not the event's own data.
 BOOKKEEPING: Final = frozenset({"timestamp", "originator_topic", "meta"})
@@ -62,7 +33,7 @@ BOOKKEEPING: Final = frozenset({"timestamp", "originator_topic", "meta"})
 def topic_of(name: str) -> str:
     """The stored topic of a short event name, e.g. ``ops_center.domain.camera:Camera.X``."""
     aggregate, _, event = name.partition(".")
-    return f"{get_topic(_AGGREGATES[aggregate])}.{event}"
+    return f"{get_topic(AGGREGATES[aggregate])}.{event}"
 
 
 def topics_of(names: Iterable[str]) -> list[str]:

@@ -26,6 +26,12 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Final
 
+from ops_center.domain.camera import Camera
+from ops_center.domain.dossier import Dossier
+from ops_center.domain.events import names_of
+from ops_center.domain.indicator import Indicator
+from ops_center.domain.radio import RadioStation
+
 Facts = dict[str, Any]
 
 CAMERA: Final = "camera"
@@ -41,27 +47,20 @@ _KINDS: Final = {
 }
 
 #: The stored events the rules follow (short names).
-EVENTS: Final = frozenset(
-    {
-        "Camera.Registered",
-        "Camera.Reregistered",
-        "Camera.StatusReported",
-        "Camera.AlertRaised",
-        "RadioStation.Registered",
-        "RadioStation.Reregistered",
-        "RadioStation.StatusReported",
-        "RadioStation.BroadcastStarted",
-        "RadioStation.BroadcastEnded",
-        "RadioStation.ClusterFaulted",
-        "RadioStation.ClusterRestored",
-        "Dossier.Received",
-        "Dossier.Completed",
-        "Dossier.Withdrawn",
-        "Indicator.Defined",
-        "Indicator.Redefined",
-        "Indicator.Reported",
-        "Indicator.TargetRevised",
-    }
+EVENTS: Final = (
+    names_of(Camera, "Registered", "Reregistered", "StatusReported", "AlertRaised")
+    | names_of(
+        RadioStation,
+        "Registered",
+        "Reregistered",
+        "StatusReported",
+        "BroadcastStarted",
+        "BroadcastEnded",
+        "ClusterFaulted",
+        "ClusterRestored",
+    )
+    | names_of(Dossier, "Received", "Completed", "Withdrawn")
+    | names_of(Indicator, "Defined", "Redefined", "Reported", "TargetRevised")
 )
 
 #: Statuses that count as a device being down.
