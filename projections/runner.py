@@ -41,6 +41,7 @@ from typing import Any, ClassVar, Final, Literal
 
 import asyncpg
 
+from ops_center.runtime.backoff import Backoff
 from ops_center.store.database import Database, as_database
 from ops_center.store.log import EVENTS_TABLE, Event, decode, topics_of
 
@@ -356,7 +357,7 @@ class ProjectionRunner:
 
     async def run(self) -> None:
         """Follow the log forever: reconnect and back off after failures."""
-        backoff = self.min_backoff
+        backoff = Backoff(self.min_backoff, self.max_backoff)
         while True:
             self._progressed = False
             try:
@@ -366,19 +367,18 @@ class ProjectionRunner:
                 raise
             except Exception as exc:
                 if self._progressed:
-                    backoff = self.min_backoff
+                    backoff.reset()
                 self.state = "failed"
                 self.errors += 1
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.error(
                     "projection %s failed; retrying in %.1f s",
                     self.name,
-                    backoff,
+                    backoff.peek(),
                     exc_info=exc,
                 )
                 await self._record_error(self.last_error)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self.max_backoff)
+                await backoff.sleep()
 
     async def _record_error(self, error: str) -> None:
         """Best effort: make the error visible to `ops-center projections status`."""

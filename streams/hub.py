@@ -38,6 +38,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Final
 
+from ops_center.runtime.backoff import Backoff
 from ops_center.runtime.tasks import stop_tasks
 from streams import topics
 from streams.bus import Bus, Change, Interrupted, Resumed, interest_key
@@ -257,7 +258,7 @@ class Hub:
 
     async def _snapshot_for(self, sub: Subscription) -> tuple[int, dict[str, Any]]:
         """Read a snapshot, retrying with a backoff while the database is unavailable."""
-        delay = MIN_RETRY
+        delay = Backoff(MIN_RETRY, MAX_RETRY)
         told = False
         while True:
             try:
@@ -275,8 +276,7 @@ class Hub:
                             topic=sub.topic.name,
                         )
                     )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, MAX_RETRY)
+                await delay.sleep()
 
     async def _load(self, topic: str, scope: str | None) -> tuple[int, dict[str, Any]]:
         """One database read per (topic, scope) at a time, shared by every waiter."""

@@ -29,6 +29,7 @@ import time
 from typing import Any, Final
 
 from ops_center.province.calendar import now
+from ops_center.runtime.backoff import Backoff
 from ops_center.runtime.tasks import stop_tasks
 from projections.runner import ProjectionSet
 from streams import topics
@@ -70,7 +71,7 @@ class TopicPublisher:
 
     async def run(self) -> None:
         owner = self.owner
-        retry = MIN_RETRY
+        retry = Backoff(MIN_RETRY, MAX_RETRY)
         refresh_at = time.monotonic() + owner.refresh
         while True:
             timeout = max(0.0, refresh_at - time.monotonic())
@@ -86,7 +87,7 @@ class TopicPublisher:
             started = time.monotonic()
             try:
                 await self.cycle()
-                retry = MIN_RETRY
+                retry.reset()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -95,8 +96,7 @@ class TopicPublisher:
                     log.warning("publisher %s: %s", self.topic.name, exc)
                 else:
                     log.exception("publisher %s failed", self.topic.name)
-                await asyncio.sleep(retry)
-                retry = min(retry * 2, MAX_RETRY)
+                await retry.sleep()
                 self.wake.set()
                 continue
             pause = owner.interval - (time.monotonic() - started)

@@ -19,6 +19,7 @@ silently and hide a restart from the listener); failures surface as `BusUnavaila
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import time
@@ -34,6 +35,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from ops_center.runtime.backoff import Backoff
 from streams.bus import Bus, BusEvent, BusUnavailable, Change, Interrupted, Resumed
 
 log = logging.getLogger(__name__)
@@ -183,7 +185,7 @@ class RedisBus(Bus):
     async def listen(self) -> AsyncIterator[BusEvent]:
         last_id: bytes | None = None
         down = False
-        backoff = MIN_BACKOFF
+        backoff = Backoff(MIN_BACKOFF, MAX_BACKOFF)
         while not self._closed.is_set():
             try:
                 if last_id is None or down:
@@ -201,7 +203,7 @@ class RedisBus(Bus):
                         log.info("stream bus: Redis reachable again (lost: %s)", lost)
                         yield Resumed(epoch, lost=lost)
                     down = False
-                    backoff = MIN_BACKOFF
+                    backoff.reset()
                 reply: Any = await self._reader.xread(
                     {self._stream: last_id}, count=READ_COUNT, block=self._block_ms
                 )
@@ -225,12 +227,9 @@ class RedisBus(Bus):
                     down = True
                     log.warning("stream bus: Redis at %s is unavailable: %s", self.where, exc)
                     yield Interrupted(f"Redis is unavailable: {exc}")
-                try:
-                    async with asyncio.timeout(backoff):
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(backoff.next()):
                         await self._closed.wait()
-                except TimeoutError:
-                    pass
-                backoff = min(backoff * 2, MAX_BACKOFF)
 
 
 def _without_password(url: str) -> str:

@@ -30,6 +30,7 @@ from ops_center.access.keystore import Keyring
 from ops_center.alarms.engine import AlarmDesk, RulesEngine
 from ops_center.alarms.rules.thresholds import Thresholds
 from ops_center.alarms.runner import RulesRunner
+from ops_center.runtime.backoff import Backoff
 from ops_center.settings import Settings
 from ops_center.store.application import OpsCenter
 from ops_center.store.database import (
@@ -97,7 +98,7 @@ async def connect_pool(database: Database | str, wait_seconds: float) -> asyncpg
     """
     database = as_database(database)
     deadline = time.monotonic() + wait_seconds
-    pause = 0.5
+    pause = Backoff(0.5, 5.0)
     while True:
         try:
             pool: asyncpg.Pool = await asyncpg.create_pool(
@@ -122,8 +123,7 @@ async def connect_pool(database: Database | str, wait_seconds: float) -> asyncpg
                 reason,
                 left,
             )
-            await asyncio.sleep(min(pause, left))
-            pause = min(pause * 2, 5.0)
+            await pause.sleep(cap=left)
 
 
 #: Identifies a server and database the same way from every driver.

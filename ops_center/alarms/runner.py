@@ -25,6 +25,7 @@ from eventsourcing.persistence import IntegrityError
 
 from ops_center.alarms.engine import RulesEngine, RulesMoved
 from ops_center.province.calendar import now
+from ops_center.runtime.backoff import Backoff
 from ops_center.store.database import Database, as_database
 from ops_center.store.log import EVENTS_TABLE
 
@@ -115,15 +116,10 @@ class RulesRunner:
         }
 
     async def run(self) -> None:
-        backoff = MIN_BACKOFF
-
-        def reset() -> None:
-            nonlocal backoff
-            backoff = MIN_BACKOFF
-
+        backoff = Backoff(MIN_BACKOFF, MAX_BACKOFF)
         while True:
             try:
-                await self._session(reset)
+                await self._session(backoff.reset)
             except asyncio.CancelledError:
                 self.state = "stopped"
                 raise
@@ -131,9 +127,8 @@ class RulesRunner:
                 self.state = "failed"
                 self.errors += 1
                 self.last_error = f"{type(exc).__name__}: {exc}"
-                log.warning("alarm rules failed; retrying in %.1f s: %s", backoff, exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF)
+                log.warning("alarm rules failed; retrying in %.1f s: %s", backoff.peek(), exc)
+                await backoff.sleep()
 
     async def _session(self, backoff_reset: Callable[[], None]) -> None:
         conn = await asyncpg.connect(**self.database.asyncpg_args())

@@ -1,1 +1,2 @@
-"""The ``ops-center`` command line (`main`) and how it reports failures (`errors`)."""
+"""The ``ops-center`` command line (`main`); failures are reported as one line by
+`ops_center.runtime.failures`."""

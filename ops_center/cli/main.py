@@ -9,7 +9,7 @@ The client commands (``simulate``, ``watch``) take the server's http(s) address 
 ``--url`` and the key as ``--key`` (`ops_center.tools.options`).
 
 Exit status: 0 on success, 2 on a usage error (argparse, or a value refused before any
-work), 1 on a failure, reported as one line on stderr (`ops_center.cli.errors`; no
+work), 1 on a failure, reported as one line on stderr (`ops_center.runtime.failures`; no
 traceback unless ``--debug`` or ``OPS_CENTER_DEBUG=1``), 130 on Ctrl-C.
 """
 
@@ -22,7 +22,8 @@ from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 
-from ops_center.cli.errors import (
+from ops_center.embedded.default import database_url
+from ops_center.runtime.failures import (
     FAILURE,
     INTERRUPTED,
     USAGE,
@@ -31,7 +32,6 @@ from ops_center.cli.errors import (
     describe,
     listen_failure,
 )
-from ops_center.embedded.default import database_url
 from ops_center.settings import ENV, Settings
 from ops_center.tools.options import add_key_option, add_url_option
 

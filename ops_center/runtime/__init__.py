@@ -1,1 +1,3 @@
-"""Small runtime helpers shared by long-running parts: stopping tasks for sure (`tasks`)."""
+"""Small runtime helpers shared by long-running parts and commands: stopping tasks for
+sure (`tasks`), the backoff of every retry loop (`backoff`), and how a command reports a
+failure in one line (`failures`)."""

@@ -31,7 +31,7 @@ import aiohttp
 from aiohttp import web
 
 from ops_center.access.keystore import create_key
-from ops_center.cli.errors import CommandFailed, check_listen, describe, listen_failure
+from ops_center.runtime.failures import CommandFailed, check_listen, describe, listen_failure
 from ops_center.settings import Settings
 from ops_center.tools.loadgen import run_tag
 from ops_center.tools.rateline import RateLine

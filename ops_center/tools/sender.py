@@ -25,6 +25,8 @@ from typing import Any, Final, Self
 import aiohttp
 import orjson
 
+from ops_center.runtime.backoff import Backoff
+
 BATCH: Final = "application/cloudevents-batch+json"
 #: Rejections remembered in full (the rest are only counted by code).
 KEEP_REJECTIONS: Final = 5
@@ -152,14 +154,14 @@ class Sender:
     async def _post(self, body: bytes) -> None:
         assert self._session is not None
         deadline = time.monotonic() + self.give_up_after
-        backoff = 0.25
+        backoff = Backoff(0.25, 5.0)
         while True:
             try:
                 async with self._session.post(self.url, data=body, headers=self._headers) as reply:
                     raw = await reply.read()
                     status, retry_after = reply.status, reply.headers.get("Retry-After")
             except (aiohttp.ClientConnectionError, TimeoutError) as exc:
-                wait, backoff = backoff, min(backoff * 2, 5.0)
+                wait = backoff.next()
                 problem = f"cannot reach {self.url}: {exc!r}"
             else:
                 self.tally.requests += 1

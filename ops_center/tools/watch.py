@@ -26,6 +26,7 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus, WebSocketException
 
+from ops_center.runtime.backoff import Backoff
 from ops_center.tools.options import KEY_ENV, add_key_option, add_url_option, websocket_url
 from streams import topics
 from streams.client import Screen
@@ -119,14 +120,14 @@ class Watcher:
             self.show(frame)
 
     async def run(self) -> int:
-        retry = MIN_RETRY
+        retry = Backoff(MIN_RETRY, MAX_RETRY)
         headers = {"Authorization": f"Bearer {self.key}"}
         while True:
             try:
                 async with connect(
                     self.url, additional_headers=headers, max_size=MAX_FRAME, open_timeout=10
                 ) as ws:
-                    retry = MIN_RETRY
+                    retry.reset()
                     await self.follow(ws)
             except InvalidStatus as exc:
                 status = exc.response.status_code
@@ -135,8 +136,7 @@ class Watcher:
                     return 1
             except (OSError, TimeoutError, WebSocketException) as exc:
                 print(f"ops-center watch: disconnected ({exc}); retrying", file=sys.stderr)
-            await asyncio.sleep(retry)
-            retry = min(retry * 2, MAX_RETRY)
+            await retry.sleep()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

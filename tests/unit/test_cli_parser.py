@@ -9,9 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from ops_center.cli.errors import CommandFailed, debug_wanted, describe, listen_failure, redact
 from ops_center.cli.main import _settings, build_parser, main
 from ops_center.embedded.postgres import EmbeddedError
+from ops_center.runtime.failures import (
+    CommandFailed,
+    debug_wanted,
+    describe,
+    listen_failure,
+    redact,
+)
 from ops_center.tools.options import websocket_url
 
 DIR = "/srv/ops"
