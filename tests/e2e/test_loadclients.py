@@ -23,11 +23,11 @@ import psutil
 import psycopg
 import pytest
 
-from ops_center.loadclients.cpu import CpuAccount, postmaster_of
-from ops_center.loadclients.http import BATCH, STRUCTURED, HttpLoad, run_http
-from ops_center.loadclients.screens import Screens, ScreensResult
-from ops_center.loadclients.workers import LoadClientError
-from ops_center.loadclients.wrk import run_wrk
+from ops_center.tools.loadclients.cpu import CpuAccount, postmaster_of
+from ops_center.tools.loadclients.http import BATCH, STRUCTURED, HttpLoad, run_http
+from ops_center.tools.loadclients.screens import Screens, ScreensResult
+from ops_center.tools.loadclients.workers import LoadClientError
+from ops_center.tools.loadclients.wrk import run_wrk
 from web.appkeys import PROJECTIONS
 
 TIMEOUT = 20.0
@@ -177,7 +177,7 @@ async def test_screens_command_line_writes_its_result(make_api, viewer_key, tmp_
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "ops_center.loadclients.screens",
+        "ops_center.tools.loadclients.screens",
         "--url",
         url_of(api),
         "--key",

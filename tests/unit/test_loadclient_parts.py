@@ -11,12 +11,12 @@ from array import array
 import orjson
 import pytest
 
-from ops_center.loadclients import websocket as ws
-from ops_center.loadclients.http import HttpProtocol
-from ops_center.loadclients.latency import AckTimes, Histogram, LatencyStats, percentile
-from ops_center.loadclients.scan import op_and_position, positions
-from ops_center.loadclients.screens import Arrivals, ScreenRecord, ScreensResult, WorkerReport
-from ops_center.loadclients.wrk import lua_script, parse_output
+from ops_center.tools.loadclients import websocket as ws
+from ops_center.tools.loadclients.http import HttpProtocol
+from ops_center.tools.loadclients.latency import AckTimes, Histogram, LatencyStats, percentile
+from ops_center.tools.loadclients.scan import op_and_position, positions
+from ops_center.tools.loadclients.screens import Arrivals, ScreenRecord, ScreensResult, WorkerReport
+from ops_center.tools.loadclients.wrk import lua_script, parse_output
 
 
 def server_frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
@@ -305,7 +305,7 @@ def test_wrk_script_escapes_what_it_embeds():
     ],
 )
 def test_the_fast_pattern_reads_frames_as_the_server_writes_them(op, topic, position, data):
-    from ops_center.loadclients.screens import FAST
+    from ops_center.tools.loadclients.screens import FAST
     from streams.outbox import Frame
 
     fields = {"epoch": "9f1c"} if op == "snapshot" else {}
@@ -318,7 +318,7 @@ def test_the_fast_pattern_reads_frames_as_the_server_writes_them(op, topic, posi
 
 
 def test_a_phase_with_a_missing_root_is_nan():
-    from ops_center.loadclients.cpu import CpuAccount, CpuSample
+    from ops_center.tools.loadclients.cpu import CpuAccount, CpuSample
 
     start = CpuSample(0.0, {"a": 1.0, "b": 2.0}, frozenset(), 10.0)
     end = CpuSample(2.0, {"a": 3.0, "b": 0.0}, frozenset({"b"}), 14.0)

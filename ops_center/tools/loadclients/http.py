@@ -42,9 +42,9 @@ from multiprocessing.connection import Connection
 from typing import Any, Final, NamedTuple
 from urllib.parse import urlsplit
 
-from ops_center.loadclients.latency import AckTimes, LatencyStats
-from ops_center.loadclients.scan import positions as find_positions
-from ops_center.loadclients.workers import (
+from ops_center.tools.loadclients.latency import AckTimes, LatencyStats
+from ops_center.tools.loadclients.scan import positions as find_positions
+from ops_center.tools.loadclients.workers import (
     Control,
     LoadClientError,
     ProcessUsage,

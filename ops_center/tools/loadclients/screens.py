@@ -35,7 +35,7 @@ frame reaching its last position on each recorded screen, and `spread` the fan-o
 alone (from the first screen getting a position to each other one).
 
 The parent's methods block (call them in a thread from async code). Command line:
-``python -m ops_center.loadclients.screens --url http://HOST:PORT --key KEY ...``
+``python -m ops_center.tools.loadclients.screens --url http://HOST:PORT --key KEY ...``
 (``--help``); it writes the result as JSON, which `ScreensResult.from_json` reads back.
 
 Limits: no TLS, no compression, one topic per screen; fragmented messages are scanned in
@@ -67,10 +67,10 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import quote, urlsplit
 
-from ops_center.loadclients import websocket as ws
-from ops_center.loadclients.latency import AckTimes, Histogram, LatencyStats
-from ops_center.loadclients.scan import HEAD_BYTES, op_and_position
-from ops_center.loadclients.workers import (
+from ops_center.tools.loadclients import websocket as ws
+from ops_center.tools.loadclients.latency import AckTimes, Histogram, LatencyStats
+from ops_center.tools.loadclients.scan import HEAD_BYTES, op_and_position
+from ops_center.tools.loadclients.workers import (
     LoadClientError,
     ProcessUsage,
     Worker,
@@ -1039,7 +1039,7 @@ class Screens:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m ops_center.loadclients.screens",
+        prog="python -m ops_center.tools.loadclients.screens",
         description="Open lean WebSocket screens on a server's /ws for a while and write "
         "what they received (counters, arrival tables, recorded screens) as JSON.",
     )
