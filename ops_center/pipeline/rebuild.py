@@ -213,15 +213,16 @@ async def status(database: Database | str) -> list[dict[str, Any]]:
         head = await head_position(conn)
         rows = list(
             await conn.fetch(
-                f"SELECT name, position, updated_at, rebuilt_at, last_error, error_at "
-                f"FROM {POSITIONS_TABLE} ORDER BY name"
+                f"SELECT name, position, updated_at, rebuilt_at, last_error, error_at, "
+                f"rebuilding FROM {POSITIONS_TABLE} ORDER BY name"
             )
         )
         # the alarm rules follow the log too (ops_center.alarms.rules): shown as one more row
         if await conn.fetchval("SELECT to_regclass('alarm_rules_position') IS NOT NULL"):
             rows += await conn.fetch(
                 "SELECT 'alarm_rules' AS name, position, updated_at, NULL AS rebuilt_at, "
-                "NULL AS last_error, NULL AS error_at FROM alarm_rules_position"
+                "NULL AS last_error, NULL AS error_at, false AS rebuilding "
+                "FROM alarm_rules_position"
             )
     finally:
         await conn.close()
@@ -235,6 +236,7 @@ async def status(database: Database | str) -> list[dict[str, Any]]:
             "rebuilt_at": r["rebuilt_at"],
             "last_error": r["last_error"],
             "error_at": r["error_at"],
+            "rebuilding": r["rebuilding"],
         }
         for r in rows
     ]
@@ -248,6 +250,8 @@ def format_status(rows: Sequence[dict[str, Any]]) -> str:
             r["updated_at"].astimezone(TZ).isoformat(timespec="seconds") if r["updated_at"] else "-"
         )
         error = f"  ERROR: {r['last_error']}" if r["last_error"] else ""
+        if r.get("rebuilding"):
+            error = f"  REBUILDING{error}"
         lines.append(
             f"{r['name']:<12} {r['position']:>12,} {r['head']:>12,} {r['lag']:>10,}  "
             f"{updated}{error}"

@@ -255,7 +255,7 @@ async def test_http_counts_refused_requests(make_api, ce):
 
 
 async def test_http_reports_a_server_that_is_not_there():
-    from ops_center.embedded import free_port
+    from ops_center.embedded.common import free_port
 
     with pytest.raises(LoadClientError, match="no connection"):
         await asyncio.to_thread(
