@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -91,8 +91,9 @@ class Settings:
     #: HTTP process: ``inline`` (inside it: tests, development) or ``off`` (elsewhere:
     #: ``ops-center serve`` runs it as a process of its own, ``ops-center pipeline`` alone).
     pipeline: str = "inline"
-    #: HTTP processes of ``ops-center serve`` (they share the port with ``SO_REUSEPORT``).
-    workers: int = 1
+    #: HTTP processes of ``ops-center serve`` (they share the port with ``SO_REUSEPORT``);
+    #: by default one per core.
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
 
     # Operations
     #: ``/readyz`` answers 503 when a projection is more than this many events behind the log.

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ops_center.access.ratelimit import RateLimiter
 from ops_center.province.profile import load_profile
 from ops_center.settings import Settings
 from ops_center.store.database import (
@@ -23,7 +22,6 @@ from web import resources
 from web.alarms import add_alarm_routes
 from web.appkeys import (
     PROFILE,
-    RATE_LIMITER,
     READY,
     SETTINGS,
 )
@@ -52,7 +50,6 @@ def create_app(settings: Settings) -> web.Application:
         raise ValueError(f"OPS_CENTER_PIPELINE must be inline or off, not {settings.pipeline!r}")
     app[SETTINGS] = settings
     app[PROFILE] = load_profile(settings.profile)
-    app[RATE_LIMITER] = RateLimiter(burst_seconds=settings.rate_burst_seconds)
     app[READY] = {}
     app.cleanup_ctx.extend(
         [
@@ -62,6 +59,7 @@ def create_app(settings: Settings) -> web.Application:
             resources.writer,
             resources.alarm_desk,
             resources.stream_bus,
+            resources.rate_limits,
             resources.pipeline,
             resources.rebuilding,
             resources.stream_hub,

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from ops_center.access.keys import Principal
 from ops_center.access.keystore import Keyring
-from ops_center.access.ratelimit import RateLimiter
+from ops_center.access.ratelimit import Limits
 from ops_center.alarms.engine import AlarmDesk
 from ops_center.metrics import Metrics
 from ops_center.pipeline.follower import Follower
@@ -32,7 +32,8 @@ DB_POOL = web.AppKey("db_pool", Any)
 EVENT_STORE = web.AppKey("event_store", OpsCenter)
 WRITER = web.AppKey("writer", GroupCommitWriter)
 KEYRING = web.AppKey("keyring", Keyring)
-RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
+#: Per-key rate limits: shared through Redis when `Settings.redis_url` is set.
+RATE_LIMITER = web.AppKey("rate_limiter", Limits)
 #: Set once every resource has started; /healthz answers 200 only then.
 READY = web.AppKey("ready", dict[str, bool])
 #: The Prometheus metrics of this node and their own registry (``GET /metrics``, `web.metrics`).

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import time
 import uuid
@@ -36,6 +37,9 @@ __all__ = ["add_request_logs", "configure_logging", "request_middleware"]
 
 REQUEST_LOG: Final = logging.getLogger("ops_center.requests")
 HEADER: Final = "X-Request-Id"
+WORKER_HEADER: Final = "X-Ops-Worker"
+#: The index of this HTTP process among the node's (set by ``ops-center serve``).
+_WORKER: Final = os.environ.get("OPS_CENTER_WORKER_INDEX")
 _SANE_ID: Final = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 #: Query parameters whose values never reach a log line.
 SECRET_PARAMS: Final = frozenset({"token", "key", "access_token"})
@@ -122,10 +126,14 @@ async def request_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 
 async def add_request_id_header(request: web.Request, response: web.StreamResponse) -> None:
-    """``on_response_prepare``: echo the request id (WebSocket handshakes too)."""
+    """``on_response_prepare``: echo the request id (WebSocket handshakes too), and say
+    which of the node's HTTP processes answered (``X-Ops-Worker``, under ``ops-center
+    serve``)."""
     request_id = request.get(REQUEST_ID)
     if request_id is not None:
         response.headers[HEADER] = request_id
+    if _WORKER is not None:
+        response.headers[WORKER_HEADER] = _WORKER
 
 
 def add_request_logs(app: web.Application) -> None:

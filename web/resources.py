@@ -8,6 +8,7 @@
 * `writer`: the group-commit writer.
 * `alarm_desk`: the alarm desk of operators' actions.
 * `stream_bus`: the stream bus (Redis, or in-process).
+* `rate_limits`: per-key rate limits, shared through Redis when it is configured.
 * `pipeline`: when `Settings.pipeline` is ``inline``, the event pipeline in this process
   (the follower feeding projections and alarm rules, and the stream publisher); else only
   the read-model tables are made sure of (the pipeline runs in its own process).
@@ -28,9 +29,11 @@ from typing import Final
 import asyncpg
 import psycopg
 from aiohttp import web
+from redis.asyncio import Redis
 
 from ops_center.access.keys import SCHEMA as KEYS_SCHEMA
 from ops_center.access.keystore import Keyring
+from ops_center.access.ratelimit import RateLimiter, SharedRateLimiter
 from ops_center.alarms.engine import AlarmDesk
 from ops_center.pipeline.assembly import open_pipeline
 from ops_center.runtime.backoff import Backoff
@@ -59,6 +62,7 @@ from web.appkeys import (
     KEYRING,
     PROFILE,
     PROJECTIONS,
+    RATE_LIMITER,
     READY,
     REBUILDING,
     SETTINGS,
@@ -254,6 +258,26 @@ async def stream_bus(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await bus.close()
+
+
+async def rate_limits(app: web.Application) -> AsyncIterator[None]:
+    """Per-key rate limits: one bucket per key for every process and node sharing the
+    Redis of `redis_url` (the HTTP processes of ``ops-center serve`` do), else in this
+    process."""
+    settings = app[SETTINGS]
+    if settings.redis_url is None:
+        app[RATE_LIMITER] = RateLimiter(burst_seconds=settings.rate_burst_seconds)
+        yield
+        return
+    client = Redis.from_url(settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
+    shared = SharedRateLimiter(
+        client, namespace=settings.redis_namespace, burst_seconds=settings.rate_burst_seconds
+    )
+    app[RATE_LIMITER] = shared
+    try:
+        yield
+    finally:
+        await shared.close()
 
 
 async def pipeline(app: web.Application) -> AsyncIterator[None]:

@@ -229,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         type=_positive,
         metavar="N",
-        help="HTTP processes sharing the port (default $OPS_CENTER_WORKERS or 1)",
+        help="HTTP processes sharing the port (default $OPS_CENTER_WORKERS or one per core)",
     )
     serve.add_argument(
         "--no-pipeline",

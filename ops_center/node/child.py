@@ -9,12 +9,16 @@ its sibling HTTP processes (``SO_REUSEPORT``) when there are several; ``pipeline
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 
 from ops_center.runtime.logs import configure_logging
 from ops_center.runtime.parent import die_with_parent
 from ops_center.settings import Settings
+
+#: Set in an HTTP child to its index among the node's HTTP processes.
+WORKER_ENV = "OPS_CENTER_WORKER_INDEX"
 
 
 def main(argv: Sequence[str]) -> int:
@@ -27,6 +31,9 @@ def main(argv: Sequence[str]) -> int:
         configure_logging(settings.log_format, process="pipeline")
         return pipeline(settings)
     if role == "http":
+        # which of the node's HTTP processes answered (the X-Ops-Worker header; read by
+        # web.logs when it is imported)
+        os.environ[WORKER_ENV] = argv[1] if len(argv) > 1 else "0"
         from web.app import create_app, run
 
         configure_logging(settings.log_format, process="http")

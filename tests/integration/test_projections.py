@@ -575,6 +575,7 @@ async def test_a_rebuild_while_following_equals_a_rebuild_at_rest(
     follower.start()
     more = busy_world(200, seed=12)
     try:
+        await until(lambda: follower.state == "active")  # it holds the lock: it rebuilds
         results, outcomes = await asyncio.gather(
             rebuild(fresh_url, ["devices", "services", "feed"], out=io.StringIO()),
             asyncio.to_thread(store.ingest, submissions(more, PROFILE)),
