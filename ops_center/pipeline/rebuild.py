@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ import asyncpg
 
 from ops_center.pipeline.follower import FOLLOWER_LOCK, Follower
 from ops_center.province.calendar import TZ
+from ops_center.runtime.progress import Progress
 from ops_center.store.database import Database, as_database
 from projections.projection import (
     POSITIONS_TABLE,
@@ -37,9 +37,6 @@ from projections.projection import (
     reset,
 )
 from projections.registry import PROJECTIONS, create_projections
-
-#: Seconds between progress updates.
-PROGRESS_EVERY = 0.25
 
 
 def _at_least_one(text: str) -> int:
@@ -110,36 +107,6 @@ class Rebuilt:
             f"({self.applied:,} events applied) in {self.seconds:.2f} s: "
             f"{self.rate:,.0f} log events/s"
         )
-
-
-class Progress:
-    """A one-line progress bar with the rate, redrawn at most every `PROGRESS_EVERY` s."""
-
-    def __init__(self, target: int, out: TextIO | None = None, width: int = 30) -> None:
-        self.target = max(target, 1)
-        self.out = out if out is not None else sys.stderr
-        self.width = width
-        self.started = time.monotonic()
-        self.shown = 0.0
-        self.tty = self.out.isatty()
-
-    def show(self, done: int, *, final: bool = False) -> None:
-        now = time.monotonic()
-        if not final and (done == 0 or now - self.shown < (PROGRESS_EVERY if self.tty else 5.0)):
-            return
-        self.shown = now
-        share = min(done / self.target, 1.0)
-        filled = int(share * self.width)
-        elapsed = max(now - self.started, 1e-9)
-        line = (
-            f"[{'#' * filled}{'-' * (self.width - filled)}] {share:6.1%} "
-            f"{done:,}/{self.target:,} events  {done / elapsed:,.0f} events/s"
-        )
-        if self.tty:
-            self.out.write("\r" + line + ("\n" if final else ""))
-        else:
-            self.out.write(line + "\n")
-        self.out.flush()
 
 
 async def rebuild(

@@ -32,9 +32,9 @@ from aiohttp import web
 
 from ops_center.access.keystore import create_key
 from ops_center.runtime.failures import CommandFailed, check_listen, describe, listen_failure
+from ops_center.runtime.progress import Progress
 from ops_center.settings import Settings
 from ops_center.tools.loadgen import run_tag
-from ops_center.tools.rateline import RateLine
 from ops_center.tools.sender import Sender, SendError
 from ops_center.tools.simulator import SCOPES, Province
 from ops_center.tools.simulator.rhythm import VN
@@ -116,10 +116,13 @@ async def drive(
     province = Province(start, seed=seed if seed is not None else int(time.time()), run=run)
     print(f"  simulating {province.size}", file=out, flush=True)
     async with Sender(base, feeder) as sender:
-        line = RateLine(
-            sender.tally, sys.stderr, note=lambda: f"sim {province.clock:%a %d %b %H:%M}"
+        tally = sender.tally
+        line = Progress(
+            None,
+            sys.stderr,
+            detail=lambda _: f"{tally.describe()} · sim {province.clock:%a %d %b %H:%M}",
         )
-        shower = asyncio.create_task(line.run())
+        shower = asyncio.create_task(line.follow(lambda: tally.answered))
         try:
             if empty and history:
                 line.clear()
@@ -145,7 +148,6 @@ async def drive(
         finally:
             shower.cancel()
             await asyncio.gather(shower, return_exceptions=True)
-        tally = sender.tally
         line.clear()
         print(
             f"ops-center demo: sent {tally.answered:,} events "

@@ -18,7 +18,7 @@ import time
 from datetime import UTC, datetime
 from typing import Final, TextIO
 
-from ops_center.tools.rateline import RateLine, render
+from ops_center.runtime.progress import Progress
 from ops_center.tools.sender import Sender, SendError, Tally
 from ops_center.tools.simulator import Province
 from ops_center.tools.simulator.rhythm import VN
@@ -51,8 +51,13 @@ async def generate(
     began = time.monotonic()
     handed = 0
     async with Sender(url, key, give_up_after=GIVE_UP_AFTER) as sender:
-        line = RateLine(sender.tally, stream, note=lambda: f"sim {province.clock:%Y-%m-%d %H:%M}")
-        shower = asyncio.create_task(line.run())
+        tally = sender.tally
+        line = Progress(
+            None,
+            stream,
+            detail=lambda _: f"{tally.describe()} · sim {province.clock:%Y-%m-%d %H:%M}",
+        )
+        shower = asyncio.create_task(line.follow(lambda: tally.answered))
         try:
             while not stop.is_set():
                 elapsed = time.monotonic() - began
@@ -75,13 +80,7 @@ async def generate(
         finally:
             shower.cancel()
             await asyncio.gather(shower, return_exceptions=True)
-        current, average = line.rates()
-        print(
-            "ops-center simulate: "
-            + render(sender.tally, now_rate=current, average=average)
-            + f" in {time.monotonic() - began:.1f} s",
-            file=stream,
-        )
+        print(f"ops-center simulate: {line.text(tally.answered)}", file=stream)
         for result in sender.tally.rejections:
             print(f"  rejected: {result}", file=stream)
         return sender.tally

@@ -1,45 +1,21 @@
-"""CloudEvents for tests and benchmarks: a small factory and the way into `OpsCenter.ingest`.
+"""Hand-made CloudEvents for tests whose expectations are exact: a factory and a small world.
 
-`Events` builds raw CloudEvents (JSON-ready dicts) of every catalogue type with unique
-ids; `submissions` validates them against a profile like the HTTP ingest does, so they
-can be recorded with `OpsCenter.ingest` directly (from a thread: the library is
-synchronous).
+`Events` builds raw CloudEvents (JSON-ready dicts) of every catalogue type with unique ids
+and exactly the values a test names; `known_world` is a small world whose figures tests
+work out by hand. These are test fixtures, not traffic: realistic volumes come from the
+simulated province (`ops_center.tools.simulator`), and
+`ops_center.tools.simulator.recording.submissions` records either with `OpsCenter.ingest`.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
-from ops_center.domain import Meta
-from ops_center.ingest import cloudevents
-from ops_center.ingest.catalogue import CATALOGUE, validate_data
 from ops_center.province.calendar import TZ
-from ops_center.province.profile import Profile
-from ops_center.store.application import Submission
 
 Raw = dict[str, Any]
-
-
-def submissions(raws: Iterable[Raw], profile: Profile, *, key: str = "test") -> list[Submission]:
-    """Validated submissions of raw CloudEvents; raises `Rejection` for a bad one."""
-    received_at = datetime.now(UTC).isoformat()
-    out: list[Submission] = []
-    for raw in raws:
-        event = cloudevents.parse(raw)
-        kind = CATALOGUE[event.type]
-        data = validate_data(kind, event.data, profile)
-        meta: Meta = {
-            "source": event.source,
-            "id": event.id,
-            "time": event.time,
-            "received_at": received_at,
-            "key": key,
-        }
-        out.append(Submission(event, kind, data, meta))
-    return out
 
 
 def _time(value: datetime | str) -> str:

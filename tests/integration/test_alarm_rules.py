@@ -27,7 +27,8 @@ from ops_center.pipeline.follower import Follower
 from ops_center.province.calendar import TZ
 from ops_center.province.profile import load_profile
 from ops_center.store.application import OpsCenter
-from ops_center.tools.testing import Events, submissions
+from ops_center.tools.simulator.recording import submissions
+from ops_center.tools.testing import Events
 from projections.alarms import AlarmsProjection
 from projections.projection import ensure_schema, step
 

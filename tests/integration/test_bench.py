@@ -51,8 +51,13 @@ def test_tiny_run_accepts_every_event_and_reports_every_figure(
     assert batched["requests"] == 20  # 2,000 events in batches of 100
     assert single["events"] == single["accepted"] == single["requests"] == 300
     setup = results["setup"]
-    assert setup["registrations"] == 150
-    assert setup["stored_events"] == setup["stored_receipts"] == 150 + 2000 + 300
+    # the province's opening: 120 cameras and 30 stations registered, each with its first
+    # status, then the indicators defined and the months so far reported
+    opening = setup["registrations"]
+    assert opening > 2 * 150
+    assert setup["stored_events"] == setup["stored_receipts"] == opening + 2000 + 300
+    assert sum(setup["mix"].values()) == 2000 + 300
+    assert {"camera.status", "camera.alert", "dossier.received"} <= set(setup["mix"])
     assert results["naive"]["count"] == 200
     assert results["copy"]["count"] == 2000  # the rows stored by the batched phase
 

@@ -25,7 +25,8 @@ from ops_center.province.calendar import TZ
 from ops_center.province.profile import load_profile
 from ops_center.store.application import OpsCenter
 from ops_center.store.log import Event
-from ops_center.tools.testing import Events, known_world, submissions
+from ops_center.tools.simulator.recording import submissions
+from ops_center.tools.testing import Events, known_world
 from projections.projection import (
     Connection,
     Projection,

@@ -1,6 +1,6 @@
 """``ops-center bench projections``: its fast fill, and a tiny run of the entry point.
 
-The fill records a synthetic log without going through `OpsCenter.ingest` (same
+The fill records the simulated province without going through `OpsCenter.ingest` (same
 validation, decisions and mapper, then COPY): here both record the same CloudEvents into
 databases of their own, and the stored events, the receipts and the read models rebuilt
 from them must be the same (but for the recording times). Timings are never asserted.
@@ -13,7 +13,7 @@ import io
 import json
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +29,10 @@ from ops_center.province.profile import load_profile
 from ops_center.settings import Settings
 from ops_center.store.application import OpsCenter
 from ops_center.tools.bench import PROJECTIONS_EVENTS, PROJECTIONS_ROUNDS, run_bench
-from ops_center.tools.bench.logfill import synthetic
-from ops_center.tools.bench.projections import LogFiller, ProjectionsOptions
-from ops_center.tools.testing import submissions
+from ops_center.tools.bench.fill import LogFiller
+from ops_center.tools.bench.options import ProjectionsOptions
+from ops_center.tools.simulator.recording import record
+from ops_center.tools.simulator.traffic import Traffic
 from projections.registry import PROJECTIONS, create_projections
 
 PROFILE = load_profile()
@@ -96,9 +97,8 @@ async def _read_models(url: str) -> dict[str, list[Any]]:
 def _ingest(url: str, raws: Sequence[dict[str, Any]], batch: int) -> None:
     store = OpsCenter(url)
     try:
-        for start in range(0, len(raws), batch):
-            outcomes = store.ingest(submissions(raws[start : start + batch], PROFILE, key="k"))
-            assert all(o.status == "accepted" for o in outcomes)
+        outcomes = record(store, raws, PROFILE, batch=batch, key="k")
+        assert [o.status for o in outcomes] == ["accepted"] * len(raws)
     finally:
         store.close()
 
@@ -112,8 +112,8 @@ def _fill(url: str, raws: Sequence[dict[str, Any]], batch: int) -> None:
 
 
 async def test_the_fast_fill_stores_what_ingest_stores(ingested_url: str, filled_url: str) -> None:
-    start = datetime.now(TZ) - timedelta(hours=3)
-    raws = list(synthetic(6_000, seed=11, start=start))
+    end = datetime(2026, 11, 20, 15, 0, tzinfo=TZ)  # a Friday afternoon
+    raws = Traffic(cameras=200, stations=60, events=6_000, seed=11, end=end).take(6_000)
     await asyncio.to_thread(_ingest, ingested_url, raws, 700)
     await asyncio.to_thread(_fill, filled_url, raws, 1_300)
 

@@ -27,7 +27,8 @@ import pytest
 from ops_center.province.calendar import TZ, Bucket, buckets
 from ops_center.province.profile import load_profile
 from ops_center.store.application import OpsCenter
-from ops_center.tools.testing import Events, submissions
+from ops_center.tools.simulator.recording import submissions
+from ops_center.tools.testing import Events
 from projections import read, services
 from projections.projection import Connection, Projection, ensure_schema, reset, step
 from projections.registry import create_projections

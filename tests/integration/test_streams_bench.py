@@ -49,8 +49,11 @@ def test_a_tiny_run_sees_every_acknowledged_batch_on_the_screens(
     assert all(r["screens"] == 40 for r in fanout)
     for phase in phases.values():
         assert phase["acked_events"] > 0
-        assert phase["missed"] == 0, phase  # every acknowledged batch reached every probe
         assert 0 < phase["p50_ms"] <= phase["p99_ms"] <= phase["max_ms"]
         assert phase["peak_rss_mb"] > 0
+    # every event is on the feed: every acknowledged batch reached every feed probe; an
+    # overview frame comes only when a figure changes, so the last batches of a phase
+    # may change none (an alert, an event of yesterday's dossiers) and go unseen
+    assert phases["latency (feed)"]["missed"] == 0, phases["latency (feed)"]
     assert body["budgets"]
     assert all(isinstance(ok, bool) for _, ok in body["budgets"])

@@ -2,8 +2,16 @@
 
 Each benchmark creates its own scratch database on the configured server (``DATABASE_URL``,
 or an embedded PostgreSQL in ``--data-dir``, by default ``.ops-center-bench`` so that a real
-data folder is never touched) and drops it at the end. Progress goes to stderr, the report
-to stdout.
+data folder is never touched) and drops it at the end. The events are the simulated
+province's (`ops_center.tools.simulator.traffic`), sized by the options. Progress goes to
+stderr (`ops_center.runtime.progress`), the report to stdout.
+
+Modules: `options` (every benchmark's options; cheap to import), `harness` (the scratch
+database, the server process, the profiler), `client` (a minimal HTTP client), `server`
+(the server process itself), `meters` (counts, positions, CPU time), `report` (percentiles,
+tables, the machine, budgets); then per benchmark: `ingest` with `ingest_results` and
+`baselines`; `projections` with `fill`, `queries` and `projections_results`; `streams`
+with `screens`.
 """
 
 from __future__ import annotations
@@ -64,12 +72,14 @@ def add_bench_arguments(
         "projections",
         parents=every,
         help="projection rebuild and leaders' query latency vs plain scan and SELECT 1",
-        description="Fill a fresh database with a synthetic log (exactly as ingest records "
-        "it), then measure the rebuild rate of all projections together and each alone beside "
-        "a plain scan of the log, and the latency of every leaders' query beside SELECT 1, "
-        "and check the performance budgets.",
+        description="Fill a fresh database with the simulated province's events (exactly as "
+        "ingest records them), then measure the rebuild rate of all projections together "
+        "and each alone beside a plain scan of the log, and the latency of every leaders' "
+        "query beside SELECT 1, and check the performance budgets.",
     )
-    _add_projections_arguments(projections)
+    from ops_center.tools.bench.options import add_projections_arguments
+
+    add_projections_arguments(projections)
     streams = sub.add_parser(
         "streams",
         parents=every,
@@ -79,49 +89,15 @@ def add_bench_arguments(
         "acknowledgement to the frames that show it, and the server's memory, against the "
         "performance budgets.",
     )
-    from ops_center.tools.bench.streams import add_streams_arguments
+    from ops_center.tools.bench.options import add_streams_arguments
 
     add_streams_arguments(streams)
 
 
-#: Defaults of ``bench projections`` (`ops_center.tools.bench.projections.ProjectionsOptions`).
+#: Defaults of ``bench projections`` (`ops_center.tools.bench.options.ProjectionsOptions`).
 PROJECTIONS_EVENTS = 1_000_000
 PROJECTIONS_ROUNDS = 200
 PROJECTIONS_SEED = 7
-
-
-def _count(text: str) -> int:
-    value = int(text.replace("_", "").replace(",", ""))
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
-def _add_projections_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``ops-center bench projections`` (the module is imported on use)."""
-    parser.add_argument(
-        "--events",
-        type=_count,
-        default=PROJECTIONS_EVENTS,
-        metavar="N",
-        help=f"events in the log (default {PROJECTIONS_EVENTS:,}; the budget run: 10,000,000)",
-    )
-    parser.add_argument(
-        "--rounds",
-        type=_count,
-        default=PROJECTIONS_ROUNDS,
-        metavar="R",
-        help=f"timed runs of each query (default {PROJECTIONS_ROUNDS})",
-    )
-    parser.add_argument(
-        "--seed", type=int, default=PROJECTIONS_SEED, help="seed of the synthetic log"
-    )
-    parser.add_argument(
-        "--json", type=Path, dest="json_path", metavar="PATH", help="also write results as JSON"
-    )
-    parser.add_argument(
-        "--check", action="store_true", help="exit with status 1 when a budget is not met"
-    )
 
 
 def run_bench(args: argparse.Namespace, settings: Settings) -> int:

@@ -1,10 +1,18 @@
-"""Options of ``ops-center bench ingest`` (kept apart so that building the CLI is cheap)."""
+"""Options of the benchmarks: what each measures, and its command-line options.
+
+Kept apart from the benchmarks so that building the command line is cheap (nothing here
+imports the product). The defaults are the documented runs of docs/BENCHMARKS.md.
+"""
 
 from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
 from pathlib import Path
+
+from ops_center.tools.bench import PROJECTIONS_EVENTS, PROJECTIONS_ROUNDS, PROJECTIONS_SEED
+
+# -- bench ingest ----------------------------------------------------------------------
 
 #: The numeric options and what they count, in the order ``--help`` lists them.
 _COUNTS = (
@@ -63,7 +71,7 @@ def add_ingest_arguments(parser: argparse.ArgumentParser) -> None:
             help=f"{what} (default {default:,})",
         )
     parser.add_argument(
-        "--seed", type=int, default=defaults.seed, help="seed of the generated workload"
+        "--seed", type=int, default=defaults.seed, help="seed of the simulated province"
     )
     parser.add_argument(
         "--json", type=Path, dest="json_path", metavar="PATH", help="also write results as JSON"
@@ -87,7 +95,7 @@ def add_ingest_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def options_from_args(args: argparse.Namespace) -> IngestOptions:
+def ingest_options(args: argparse.Namespace) -> IngestOptions:
     """The options parsed by `add_ingest_arguments`."""
     return IngestOptions(
         events=args.events,
@@ -102,5 +110,136 @@ def options_from_args(args: argparse.Namespace) -> IngestOptions:
         json_path=args.json_path,
         profile_dir=args.profile_dir,
         profile_format=args.profile_format,
+        check=args.check,
+    )
+
+
+# -- bench projections ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectionsOptions:
+    """What to measure; the defaults are the documented benchmark."""
+
+    events: int = PROJECTIONS_EVENTS
+    rounds: int = PROJECTIONS_ROUNDS
+    seed: int = PROJECTIONS_SEED
+    json_path: Path | None = None
+    check: bool = False
+
+    def __post_init__(self) -> None:
+        if self.events < 1_000:
+            raise ValueError("--events must be at least 1,000")
+        if self.rounds < 1:
+            raise ValueError("--rounds must be at least 1")
+
+
+def add_projections_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``ops-center bench projections`` (the module is imported on use)."""
+    parser.add_argument(
+        "--events",
+        type=_count,
+        default=PROJECTIONS_EVENTS,
+        metavar="N",
+        help=f"events in the log (default {PROJECTIONS_EVENTS:,}; the budget run: 10,000,000)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=_count,
+        default=PROJECTIONS_ROUNDS,
+        metavar="R",
+        help=f"timed runs of each query (default {PROJECTIONS_ROUNDS})",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=PROJECTIONS_SEED, help="seed of the simulated province"
+    )
+    parser.add_argument(
+        "--json", type=Path, dest="json_path", metavar="PATH", help="also write results as JSON"
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="exit with status 1 when a budget is not met"
+    )
+
+
+def projections_options(args: argparse.Namespace) -> ProjectionsOptions:
+    """The options parsed by `add_projections_arguments` (`ValueError` if out of range)."""
+    return ProjectionsOptions(
+        events=args.events,
+        rounds=args.rounds,
+        seed=args.seed,
+        json_path=args.json_path,
+        check=args.check,
+    )
+
+
+# -- bench streams ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StreamsOptions:
+    """What to measure; the defaults are the documented benchmark (about two minutes)."""
+
+    screens: int = 500
+    probes: int = 20
+    rate: int = 2_000
+    batch: int = 20
+    seconds: float = 20.0
+    fanout_screens: int = 5_000
+    fanout_rate: int = 200
+    fanout_seconds: float = 20.0
+    cameras: int = 2_000
+    stations: int = 500
+    seed: int = 2026
+    phases: tuple[str, ...] = ("latency", "fanout")
+    json_path: Path | None = None
+    check: bool = False
+
+
+def add_streams_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``ops-center bench streams``."""
+    defaults = StreamsOptions()
+    for name, kind, what in (
+        ("screens", int, "screens connected in the latency phase"),
+        ("probes", int, "of those, screens recording every frame (half feed, half overview)"),
+        ("rate", int, "events per second offered in the latency phase"),
+        ("batch", int, "events per request in the latency phase"),
+        ("seconds", float, "length of the latency phase"),
+        ("fanout_screens", int, "screens connected in the fan-out phase"),
+        ("fanout_rate", int, "events per second offered in the fan-out phase"),
+        ("fanout_seconds", float, "length of the fan-out phase"),
+        ("cameras", int, "cameras registered first"),
+        ("stations", int, "radio stations registered first"),
+        ("seed", int, "seed of the simulated province"),
+    ):
+        default = getattr(defaults, name)
+        parser.add_argument(
+            f"--{name.replace('_', '-')}", type=kind, default=default, help=f"{what} ({default})"
+        )
+    parser.add_argument(
+        "--phase",
+        action="append",
+        choices=["latency", "fanout"],
+        help="run only this phase (repeatable; default both)",
+    )
+    parser.add_argument("--json", type=Path, dest="json_path", help="also write results as JSON")
+    parser.add_argument("--check", action="store_true", help="exit 1 when a budget is missed")
+
+
+def streams_options(args: argparse.Namespace) -> StreamsOptions:
+    """The options parsed by `add_streams_arguments`."""
+    return StreamsOptions(
+        screens=args.screens,
+        probes=args.probes,
+        rate=args.rate,
+        batch=args.batch,
+        seconds=args.seconds,
+        fanout_screens=args.fanout_screens,
+        fanout_rate=args.fanout_rate,
+        fanout_seconds=args.fanout_seconds,
+        cameras=args.cameras,
+        stations=args.stations,
+        seed=args.seed,
+        phases=tuple(args.phase or ("latency", "fanout")),
+        json_path=args.json_path,
         check=args.check,
     )

@@ -1,8 +1,11 @@
 """``ops-center bench streams``: live streams measured from acknowledgement to screen.
 
 One server process (``python -m ops_center.tools.bench.server``, in-process stream bus) on a
-scratch database; the screens and the sender run in this process, over real WebSockets
-and HTTP. Two phases, each checked against the budgets of docs/DESIGN.md §4:
+scratch database; the screens and the sender (`ops_center.tools.bench.screens`) run in this
+process, over real WebSockets and HTTP. The events are the simulated province's
+(`ops_center.tools.simulator.traffic.Traffic`, sized by ``--cameras`` and ``--stations``):
+its devices are registered first, then each phase sends the next events in `LANES`
+lanes by subject. Two phases, each checked against the budgets of docs/DESIGN.md §4:
 
 * **latency**: `screens` connected screens (most follow the overview; `probes` of them,
   half on the feed and half on the overview, record every frame) while events are offered
@@ -27,11 +30,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import bisect
 import os
 import resource
 import secrets
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -42,281 +43,36 @@ import aiohttp
 import orjson
 
 from ops_center.access.keystore import create_key
-from ops_center.embedded.postgres import free_port
-from ops_center.province.profile import load_profile
 from ops_center.settings import Settings
-from ops_center.tools.bench import DEFAULT_DATA_DIR
-from ops_center.tools.bench.ingest import BenchError, redact, scratch_database
-from ops_center.tools.bench.report import (
-    describe_machine,
-    format_table,
-    note,
-    percentile,
-    process_cpu_seconds,
+from ops_center.tools.bench.harness import (
+    BenchError,
+    BenchServer,
+    bench_settings,
+    scratch_database,
 )
-from ops_center.tools.bench.workload import Workload, split
+from ops_center.tools.bench.meters import process_cpu_seconds
+from ops_center.tools.bench.options import StreamsOptions, streams_options
+from ops_center.tools.bench.report import describe_machine, format_table, note, percentile
+from ops_center.tools.bench.screens import (
+    Acks,
+    ScreenLog,
+    connect_screens,
+    drained,
+    latencies,
+    send,
+    spreads,
+)
+from ops_center.tools.simulator import SCOPES
+from ops_center.tools.simulator.traffic import Traffic
 
-HOST: Final = "127.0.0.1"
-BATCH: Final = "application/cloudevents-batch+json"
-SERVER_START_TIMEOUT: Final = 90.0
-#: Concurrent WebSocket handshakes while screens connect.
-CONNECT_CONCURRENCY: Final = 100
 #: Sender connections (each sends its lane of events in order).
 LANES: Final = 8
-#: Seconds to wait for the last frames once the sender stopped.
-DRAIN_SECONDS: Final = 10.0
 
 # Budgets from docs/DESIGN.md §4.
 LATENCY_P50_MS: Final = 15.0
 LATENCY_P99_MS: Final = 100.0
 FANOUT_P99_MS: Final = 250.0
 FANOUT_MAX_RSS_MB: Final = 500.0
-
-
-@dataclass(frozen=True, slots=True)
-class StreamsOptions:
-    """What to measure; the defaults are the documented benchmark (about two minutes)."""
-
-    screens: int = 500
-    probes: int = 20
-    rate: int = 2_000
-    batch: int = 20
-    seconds: float = 20.0
-    fanout_screens: int = 5_000
-    fanout_rate: int = 200
-    fanout_seconds: float = 20.0
-    cameras: int = 2_000
-    stations: int = 500
-    seed: int = 2026
-    phases: tuple[str, ...] = ("latency", "fanout")
-    json_path: Path | None = None
-    check: bool = False
-
-
-# -- the server process --------------------------------------------------------------------
-
-
-class StreamsServer:
-    """The benchmark server on a free port with the given extra environment."""
-
-    def __init__(self, database_url: str, log_path: Path, env: dict[str, str]) -> None:
-        self.port = free_port()
-        self.log_path = log_path
-        self._env = {**os.environ, "DATABASE_URL": database_url, **env}
-        self._env.pop("REDIS_URL", None)
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "ops_center.tools.bench.server", "--port", str(self.port)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=self._env,
-            )
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    async def wait_ready(self, session: aiohttp.ClientSession) -> None:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT
-        while time.monotonic() < deadline:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise BenchError(f"the server exited; see {self.log_path}")
-            try:
-                async with session.get(f"http://{HOST}:{self.port}/healthz") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-        raise BenchError(f"the server did not start in {SERVER_START_TIMEOUT:.0f} s")
-
-    def memory_mb(self) -> tuple[float, float]:
-        """Resident memory now and at its peak (VmRSS, VmHWM), in MB."""
-        values = {}
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            name, _, rest = line.partition(":")
-            if name in ("VmRSS", "VmHWM"):
-                values[name] = int(rest.split()[0]) / 1024
-        return values.get("VmRSS", float("nan")), values.get("VmHWM", float("nan"))
-
-    def stop(self) -> None:
-        process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-# -- screens and sender ---------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class ScreenLog:
-    """Frames a screen received: positions and arrival times (monotonic seconds)."""
-
-    topic: str
-    record: bool
-    positions: list[int] = field(default_factory=list)
-    times: list[float] = field(default_factory=list)
-    snapshot: asyncio.Event = field(default_factory=asyncio.Event)
-    frames: int = 0
-
-    def reached(self, position: int) -> float | None:
-        """When the first frame at or after `position` arrived."""
-        i = bisect.bisect_left(self.positions, position)
-        return self.times[i] if i < len(self.positions) else None
-
-
-@dataclass(slots=True)
-class Screens:
-    """Connected screens: their sockets and the tasks reading them."""
-
-    sockets: list[aiohttp.ClientWebSocketResponse] = field(default_factory=list)
-    readers: list[asyncio.Task[None]] = field(default_factory=list)
-
-    async def close(self) -> None:
-        await asyncio.gather(*(ws.close() for ws in self.sockets), return_exceptions=True)
-        for task in self.readers:
-            task.cancel()
-        await asyncio.gather(*self.readers, return_exceptions=True)
-
-
-async def _read(ws: aiohttp.ClientWebSocketResponse, log: ScreenLog) -> None:
-    async for message in ws:
-        now = time.monotonic()
-        log.frames += 1
-        if message.type != aiohttp.WSMsgType.TEXT:
-            continue
-        frame = orjson.loads(message.data)
-        if frame.get("op") == "snapshot":
-            log.snapshot.set()
-        if log.record and frame.get("op") == "delta":
-            log.positions.append(frame["position"])
-            log.times.append(now)
-
-
-async def connect_screens(
-    session: aiohttp.ClientSession, port: int, token: str, logs: list[ScreenLog]
-) -> Screens:
-    """Connect one screen per log, each subscribed to its topic; return once every one
-    received its snapshot."""
-    url = f"ws://{HOST}:{port}/ws"
-    headers = {"Authorization": f"Bearer {token}"}
-    gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
-    screens = Screens()
-
-    async def one(log: ScreenLog) -> None:
-        async with gate:
-            ws = await session.ws_connect(url, headers=headers, max_msg_size=0)
-        await ws.send_str(f'{{"op": "subscribe", "topic": "{log.topic}"}}')
-        screens.sockets.append(ws)
-        screens.readers.append(asyncio.create_task(_read(ws, log)))
-
-    await asyncio.gather(*(one(log) for log in logs))
-    await asyncio.gather(*(log.snapshot.wait() for log in logs))
-    return screens
-
-
-@dataclass(slots=True)
-class Acks:
-    """Acknowledged batches: when, and the position of their last event."""
-
-    times: list[float] = field(default_factory=list)
-    positions: list[int] = field(default_factory=list)
-    events: int = 0
-    errors: int = 0
-
-
-async def send(
-    session: aiohttp.ClientSession,
-    port: int,
-    token: str,
-    lanes: list[list[dict[str, Any]]],
-    *,
-    rate: float,
-    batch: int,
-) -> Acks:
-    """Send every lane's events in batches, together at `rate` events per second."""
-    acks = Acks()
-    url = f"http://{HOST}:{port}/api/v1/events"
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": BATCH}
-    per_lane = rate / max(1, len(lanes))
-
-    async def lane(index: int, events: list[dict[str, Any]]) -> None:
-        # lanes are staggered so that the offered load is even, not in bursts
-        started = time.monotonic() + index * batch / per_lane / max(1, len(lanes))
-        for sent in range(0, len(events), batch):
-            chunk = events[sent : sent + batch]
-            due = started + sent / per_lane
-            pause = due - time.monotonic()
-            if pause > 0:
-                await asyncio.sleep(pause)
-            async with session.post(url, data=orjson.dumps(chunk), headers=headers) as response:
-                body = await response.read()
-            now = time.monotonic()
-            if response.status != 200:
-                acks.errors += 1
-                continue
-            results = orjson.loads(body)["results"]
-            positions = [r["position"] for r in results if "position" in r]
-            if positions:
-                acks.times.append(now)
-                acks.positions.append(max(positions))
-                acks.events += len(chunk)
-
-    await asyncio.gather(*(lane(i, events) for i, events in enumerate(lanes)))
-    return acks
-
-
-def latencies(acks: Acks, logs: list[ScreenLog]) -> tuple[list[float], int]:
-    """Milliseconds from each acknowledgement to each screen's frame reaching it, and how
-    many (batch, screen) pairs never got there."""
-    samples: list[float] = []
-    missed = 0
-    for log in logs:
-        for acked, position in zip(acks.times, acks.positions, strict=True):
-            arrived = log.reached(position)
-            if arrived is None:
-                missed += 1
-            else:
-                samples.append(max(0.0, arrived - acked) * 1000)
-    return samples, missed
-
-
-def spreads(logs: list[ScreenLog]) -> list[float]:
-    """Milliseconds from the first screen receiving a position to each other screen
-    receiving it: the cost of the fan-out itself, without the way to the first screen."""
-    first: dict[int, float] = {}
-    for log in logs:
-        for position, arrived in zip(log.positions, log.times, strict=True):
-            if arrived < first.get(position, float("inf")):
-                first[position] = arrived
-    return [
-        (arrived - first[position]) * 1000
-        for log in logs
-        for position, arrived in zip(log.positions, log.times, strict=True)
-    ]
-
-
-async def drained(logs: list[ScreenLog], position: int) -> None:
-    """Wait (bounded) until every recording screen reached `position`."""
-    deadline = time.monotonic() + DRAIN_SECONDS
-    while time.monotonic() < deadline:
-        if all(log.positions and log.positions[-1] >= position for log in logs):
-            return
-        await asyncio.sleep(0.05)
-
-
-# -- the run ---------------------------------------------------------------------------------
 
 
 @dataclass(slots=True)
@@ -363,23 +119,18 @@ def _summary(
     )
 
 
-def _lanes(workload: Workload, total: int) -> list[list[dict[str, Any]]]:
-    return [workload.lane(f"s{i}-", n) for i, n in enumerate(split(total, LANES)) if n]
-
-
 async def _phase(
     name: str,
-    server: StreamsServer,
+    server: BenchServer,
     session: aiohttp.ClientSession,
     viewer: str,
     writer: str,
-    workload: Workload,
+    lanes: list[list[dict[str, Any]]],
     *,
     screens: int,
     logs: list[ScreenLog],
     rate: int,
     batch: int,
-    seconds: float,
 ) -> tuple[list[PhaseResult], Acks]:
     note(f"{name}: connecting {screens} screens")
     started = time.monotonic()
@@ -389,14 +140,7 @@ async def _phase(
     cpu_before = process_cpu_seconds([server.pid])
     client_before = time.process_time()
     started = time.monotonic()
-    acks = await send(
-        session,
-        server.port,
-        writer,
-        _lanes(workload, int(rate * seconds)),
-        rate=rate,
-        batch=batch,
-    )
+    acks = await send(session, server.port, writer, lanes, rate=rate, batch=batch)
     elapsed = time.monotonic() - started
     recording = [log for log in logs if log.record]
     if acks.positions:
@@ -444,25 +188,33 @@ async def _run(options: StreamsOptions, database_url: str, log_path: Path) -> li
         database_url,
         f"bench-writer-{secrets.token_hex(4)}",
         "integration",
-        scopes=("camera.*", "radio.*", "dossier.*"),
+        scopes=SCOPES,
     )
-    server = StreamsServer(database_url, log_path, {"OPS_CENTER_WS_QUEUE_FRAMES": "64"})
+    latency_events = int(options.rate * options.seconds) if "latency" in options.phases else 0
+    fanout_events = (
+        int(options.fanout_rate * options.fanout_seconds) if "fanout" in options.phases else 0
+    )
+    traffic = Traffic(
+        cameras=options.cameras,
+        stations=options.stations,
+        events=latency_events + fanout_events,
+        seed=options.seed,
+    )
+    # every event is made before the screens connect (nothing else blocks the client then)
+    opening = traffic.opening()
+    latency_lanes = traffic.lanes(latency_events, LANES) if latency_events else []
+    fanout_lanes = traffic.lanes(fanout_events, LANES) if fanout_events else []
+    env = {"OPS_CENTER_WS_QUEUE_FRAMES": "64", "REDIS_URL": None}
+    server = BenchServer(database_url, log_path, env)
     server.start()
     results: list[PhaseResult] = []
     connector = aiohttp.TCPConnector(limit=0)
     try:
         async with aiohttp.ClientSession(connector=connector) as session:
-            await server.wait_ready(session)
-            workload = Workload(
-                load_profile(None),
-                cameras=options.cameras,
-                stations=options.stations,
-                seed=options.seed,
-            )
-            note(f"registering {options.cameras + options.stations} devices")
-            await send(
-                session, server.port, writer, [workload.registrations()], rate=1e9, batch=500
-            )
+            await server.wait_ready()
+            devices = options.cameras + options.stations
+            note(f"registering {devices} devices ({len(opening)} events)")
+            await send(session, server.port, writer, [opening], rate=1e9, batch=500)
             await asyncio.sleep(2)  # let the projections catch up before measuring
             if "latency" in options.phases:
                 probes = min(options.probes, options.screens)
@@ -478,12 +230,11 @@ async def _run(options: StreamsOptions, database_url: str, log_path: Path) -> li
                     session,
                     viewer,
                     writer,
-                    workload,
+                    latency_lanes,
                     screens=options.screens,
                     logs=logs,
                     rate=options.rate,
                     batch=options.batch,
-                    seconds=options.seconds,
                 )
                 results += phase
             if "fanout" in options.phases:
@@ -494,12 +245,11 @@ async def _run(options: StreamsOptions, database_url: str, log_path: Path) -> li
                     session,
                     viewer,
                     writer,
-                    workload,
+                    fanout_lanes,
                     screens=options.fanout_screens,
                     logs=logs,
                     rate=options.fanout_rate,
                     batch=max(1, options.fanout_rate // 10),
-                    seconds=options.fanout_seconds,
                 )
                 results += phase
     finally:
@@ -607,68 +357,13 @@ def format_report(results: list[PhaseResult], where: str) -> str:
     return "\n".join(lines)
 
 
-def add_streams_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``ops-center bench streams``."""
-    defaults = StreamsOptions()
-    for name, kind, what in (
-        ("screens", int, "screens connected in the latency phase"),
-        ("probes", int, "of those, screens recording every frame (half feed, half overview)"),
-        ("rate", int, "events per second offered in the latency phase"),
-        ("batch", int, "events per request in the latency phase"),
-        ("seconds", float, "length of the latency phase"),
-        ("fanout_screens", int, "screens connected in the fan-out phase"),
-        ("fanout_rate", int, "events per second offered in the fan-out phase"),
-        ("fanout_seconds", float, "length of the fan-out phase"),
-        ("cameras", int, "cameras registered first"),
-        ("stations", int, "radio stations registered first"),
-        ("seed", int, "seed of the generated events"),
-    ):
-        default = getattr(defaults, name)
-        parser.add_argument(
-            f"--{name.replace('_', '-')}", type=kind, default=default, help=f"{what} ({default})"
-        )
-    parser.add_argument(
-        "--phase",
-        action="append",
-        choices=["latency", "fanout"],
-        help="run only this phase (repeatable; default both)",
-    )
-    parser.add_argument("--json", type=Path, dest="json_path", help="also write results as JSON")
-    parser.add_argument("--check", action="store_true", help="exit 1 when a budget is missed")
-
-
-def options_from_args(args: argparse.Namespace) -> StreamsOptions:
-    return StreamsOptions(
-        screens=args.screens,
-        probes=args.probes,
-        rate=args.rate,
-        batch=args.batch,
-        seconds=args.seconds,
-        fanout_screens=args.fanout_screens,
-        fanout_rate=args.fanout_rate,
-        fanout_seconds=args.fanout_seconds,
-        cameras=args.cameras,
-        stations=args.stations,
-        seed=args.seed,
-        phases=tuple(args.phase or ("latency", "fanout")),
-        json_path=args.json_path,
-        check=args.check,
-    )
-
-
 def main(args: argparse.Namespace, settings: Settings) -> int:
     """``ops-center bench streams``: run both phases and print the report."""
     from ops_center.embedded.default import database_url
 
-    options = options_from_args(args)
+    options = streams_options(args)
     _raise_file_limit(max(options.screens, options.fanout_screens) + 1_000)
-    data_dir: Path = getattr(args, "data_dir", None) or DEFAULT_DATA_DIR
-    settings = settings.replace(data_dir=data_dir)
-    where = (
-        f"DATABASE_URL {redact(settings.database_url)}"
-        if settings.database_url
-        else f"embedded in {data_dir}"
-    )
+    settings, where = bench_settings(args, settings)
     log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"ops-bench-streams-{os.getpid()}.log"
     try:
         with database_url(settings) as server_url, scratch_database(server_url) as url:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from ops_center.province.profile import COMMUNE_LEVELS, Profile, Unit
 from ops_center.tools.simulator.rhythm import stamp
 
 Happening = Callable[[datetime], None]
@@ -28,7 +29,8 @@ class Agenda:
 
     def at(self, moment: datetime, happening: Happening) -> None:
         """Put `happening` on the agenda at `moment` (to the millisecond, as events say)."""
-        moment = moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+        if moment.microsecond % 1000:
+            moment = moment.replace(microsecond=moment.microsecond // 1000 * 1000)
         heapq.heappush(self._heap, (moment, self._count, happening))
         self._count += 1
 
@@ -84,3 +86,10 @@ class World:
         """A fresh identifier unique to this run, e.g. ``<run>-B42``."""
         self._serial += 1
         return f"{self.run}-{prefix}{self._serial}"
+
+
+def commune_units(profile: Profile) -> list[Unit]:
+    """The commune-level units, where a sized province puts its devices (every unit when
+    the profile has none)."""
+    units = [u for u in profile.units.values() if u.level in COMMUNE_LEVELS]
+    return units or list(profile.units.values())

@@ -1,7 +1,9 @@
 """Security cameras of the province's surveillance centres.
 
 Two to four cameras per commune-level unit (security and public), traffic cameras at
-each district seat and at the province: about 450 for the demo profile.
+each district seat and at the province: about 450 for the demo profile. A sized province
+(`count` given, as the benchmarks ask) spreads that many cameras over the commune-level
+units in turn instead, with the same shares of kinds.
 
 Rhythms (per camera): an incident about every 3 days (70 % offline, 30 % degraded
 picture), over after ~40 minutes (median): about 98-99 % availability; an analytics alert
@@ -17,8 +19,8 @@ from datetime import datetime
 from typing import Final
 
 from ops_center.province.profile import COMMUNE_LEVELS, Profile, Unit
-from ops_center.tools.simulator.agenda import World
-from ops_center.tools.simulator.rhythm import exponential, hours, lognormal
+from ops_center.tools.simulator.agenda import World, commune_units
+from ops_center.tools.simulator.rhythm import Weighted, exponential, hours, lognormal
 
 SOURCE: Final = "/minhson/vms"
 
@@ -36,9 +38,18 @@ ALERTS: Final = {
     "public": (("crowd", 5), ("fire", 1), ("tamper", 1), ("intrusion", 1)),
     "traffic": (("traffic_violation", 8), ("watchlist_plate", 2), ("crowd", 1)),
 }
+#: The kinds and their shares in the demo profile's natural layout (for a sized province).
+KINDS: Final = ("security", "public", "traffic")
+KIND_WEIGHTS: Final = (55, 29, 16)
 SEVERITIES: Final = ("info", "warning", "critical")
 SEVERITY_WEIGHTS: Final = (0.55, 0.41, 0.04)
 PLATE_SERIES: Final = ("98", "99", "29", "20", "12", "14")
+_KIND: Final = Weighted(KINDS, KIND_WEIGHTS)
+_CATEGORY: Final = {
+    kind: Weighted([c for c, _ in alerts], [w for _, w in alerts])
+    for kind, alerts in ALERTS.items()
+}
+_SEVERITY: Final = Weighted(SEVERITIES, SEVERITY_WEIGHTS)
 
 
 @dataclass
@@ -53,10 +64,17 @@ class Camera:
 class Cameras:
     """The province's cameras, their status and their analytics alerts."""
 
-    def __init__(self, world: World, profile: Profile) -> None:
+    def __init__(self, world: World, profile: Profile, count: int | None = None) -> None:
         self.world = world
-        rng = world.rng
         self.cameras: list[Camera] = []
+        if count is None:
+            self._natural(profile)
+        else:
+            self._sized(profile, count)
+
+    def _natural(self, profile: Profile) -> None:
+        """The layout of a real province: by the level of each unit."""
+        rng = self.world.rng
         for unit in profile.units.values():
             if unit.level in COMMUNE_LEVELS:
                 kinds = ["security"] * rng.randint(1, 3) + ["public"]
@@ -67,6 +85,17 @@ class Cameras:
             for index, kind in enumerate(kinds, start=1):
                 place = rng.choice(PLACES[kind])
                 self.cameras.append(Camera(f"CAM-{unit.code}-{index:02d}", unit, kind, place))
+
+    def _sized(self, profile: Profile, count: int) -> None:
+        """`count` cameras over the commune-level units in turn (every unit when none)."""
+        rng = self.world.rng
+        units = commune_units(profile)
+        for n in range(count):
+            unit = units[n % len(units)]
+            kind = _KIND.pick(rng)
+            place = rng.choice(PLACES[kind])
+            code = f"CAM-{unit.code}-{n // len(units) + 1:02d}"
+            self.cameras.append(Camera(code, unit, kind, place))
 
     def start(self, moment: datetime) -> None:
         """Register every camera at `moment`, then let them live."""
@@ -129,9 +158,8 @@ class Cameras:
     def _alert(self, camera: Camera, moment: datetime) -> None:
         rng = self.world.rng
         if camera.status != "offline":
-            categories, weights = zip(*ALERTS[camera.kind], strict=True)
-            category = rng.choices(categories, weights)[0]
-            severity = rng.choices(SEVERITIES, SEVERITY_WEIGHTS)[0]
+            category = _CATEGORY[camera.kind].pick(rng)
+            severity = _SEVERITY.pick(rng)
             if category == "fire" and severity == "info":
                 severity = "warning"
             alert_id = self.world.serial("A")

@@ -27,6 +27,7 @@ from ops_center.tools.simulator.agenda import World
 from ops_center.tools.simulator.rhythm import (
     DUE_TIME,
     VN,
+    Weighted,
     add_working_days,
     hourly,
     in_office_hours,
@@ -135,7 +136,9 @@ class Ledger:
 
 
 def month_of(moment: datetime) -> str:
-    return local(moment).strftime("%Y-%m")
+    """``YYYY-MM`` of the local date."""
+    day = local(moment)
+    return f"{day.year:04d}-{day.month:02d}"
 
 
 class Dossiers:
@@ -149,8 +152,9 @@ class Dossiers:
         self.districts = [u for u in profile.units.values() if u.level == "district"]
         self.communes = [u for u in profile.units.values() if u.level in COMMUNE_LEVELS]
         usable = [p for p in PROCEDURES if profile.has_agency(p.agency)]
-        self.counter_procedures = usable
-        self.online_procedures = [p for p in usable if p.level != "offline"]
+        self.counter_procedures = Weighted(usable, [p.weight for p in usable])
+        online = [p for p in usable if p.level != "offline"]
+        self.online_procedures = Weighted(online, [p.weight for p in online])
         self._count = 0
 
     def start(self, moment: datetime) -> None:
@@ -173,8 +177,8 @@ class Dossiers:
         self._receive(moment, self._pick(self.online_procedures), "online")
         self.world.agenda.at(next_arrival(rng, moment, _online_rate, ONLINE_PEAK), self._online)
 
-    def _pick(self, procedures: list[Procedure]) -> Procedure:
-        return self.world.rng.choices(procedures, [p.weight for p in procedures])[0]
+    def _pick(self, procedures: Weighted[Procedure]) -> Procedure:
+        return procedures.pick(self.world.rng)
 
     def _unit(self, procedure: Procedure) -> Unit:
         rng = self.world.rng
@@ -188,7 +192,8 @@ class Dossiers:
         rng = self.world.rng
         self._count += 1
         unit = self._unit(procedure)
-        day = local(moment).strftime("%y%m%d")
+        there = local(moment)
+        day = f"{there.year % 100:02d}{there.month:02d}{there.day:02d}"
         code = f"HS-{self.world.run}-{day}-{self._count:06d}"
         due = datetime.combine(add_working_days(local(moment).date(), procedure.days), DUE_TIME, VN)
         self.world.emitter.emit(

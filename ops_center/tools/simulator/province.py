@@ -4,6 +4,10 @@
 far to advance), all chance from one `random.Random` seeded by the caller. The same
 profile, seed, start and run tag give the same events, byte for byte.
 
+A sized province (`cameras` and `stations` given) has that many devices spread over the
+profile's commune-level units, for the benchmarks; `Traffic`
+(`ops_center.tools.simulator.traffic`) hands its events out as a benchmark's workload.
+
 Identifiers that must never repeat across runs against the same server (event ids,
 dossier codes, broadcast and alert ids) carry the `run` tag; devices and indicators keep
 stable codes, so a new run re-registers the same stations, cameras and indicators.
@@ -29,7 +33,10 @@ SCOPES: Final = ("radio.*", "camera.*", "dossier.*", "kpi.*")
 
 
 class Province:
-    """The simulated province; events come out in time order."""
+    """The simulated province; events come out in time order.
+
+    `cameras` and `stations` size it (the profile's own layout when None).
+    """
 
     def __init__(
         self,
@@ -38,14 +45,16 @@ class Province:
         seed: int = 0,
         run: str = "sim",
         profile: Profile | None = None,
+        cameras: int | None = None,
+        stations: int | None = None,
     ) -> None:
         if start.tzinfo is None:
             raise ValueError("start needs a time zone")
         self.profile = profile or load_profile()
         self.start = start
         self.world = World(random.Random(seed), run)
-        self.radio = Radio(self.world, self.profile)
-        self.cameras = Cameras(self.world, self.profile)
+        self.radio = Radio(self.world, self.profile, stations)
+        self.cameras = Cameras(self.world, self.profile, cameras)
         self.dossiers = Dossiers(self.world, self.profile)
         self.kpis = Kpis(self.world, self.profile, self.dossiers.ledger)
         self.radio.start(start)

@@ -1,5 +1,8 @@
 """Commune smart-radio stations: one per commune-level unit, as provinces deploy them.
 
+A sized province (`count` given, as the benchmarks ask) spreads that many stations over
+the commune-level units in turn instead (``DTT-<unit>``, then ``DTT-<unit>-2``, ...).
+
 Rhythms (rates are per station unless said otherwise):
 
 * a station loses its link about every 4 days and is back after ~1.5 h (median; some
@@ -21,8 +24,15 @@ from datetime import datetime, time, timedelta
 from typing import Final
 
 from ops_center.province.profile import COMMUNE_LEVELS, Profile, Unit
-from ops_center.tools.simulator.agenda import Happening, World
-from ops_center.tools.simulator.rhythm import VN, exponential, hours, local, lognormal
+from ops_center.tools.simulator.agenda import Happening, World, commune_units
+from ops_center.tools.simulator.rhythm import (
+    VN,
+    Weighted,
+    exponential,
+    hours,
+    local,
+    lognormal,
+)
 
 SOURCE: Final = "/minhson/radio-platform"
 
@@ -53,6 +63,7 @@ EMERGENCIES: Final = (
 DRILL: Final = "Diễn tập phòng chống thiên tai: phát bản tin cảnh báo khẩn cấp"
 FAULTS: Final = ("power", "network", "speaker")
 FAULT_WEIGHTS: Final = (0.45, 0.35, 0.2)
+_FAULT: Final = Weighted(FAULTS, FAULT_WEIGHTS)
 
 
 @dataclass
@@ -68,14 +79,22 @@ class Station:
 class Radio:
     """The province's radio stations and their broadcasts."""
 
-    def __init__(self, world: World, profile: Profile) -> None:
+    def __init__(self, world: World, profile: Profile, count: int | None = None) -> None:
         self.world = world
         rng = world.rng
-        self.stations = [
-            Station(f"DTT-{unit.code}", unit, rng.randint(3, 8))
-            for unit in profile.units.values()
-            if unit.level in COMMUNE_LEVELS
-        ]
+        if count is None:
+            self.stations = [
+                Station(f"DTT-{unit.code}", unit, rng.randint(3, 8))
+                for unit in profile.units.values()
+                if unit.level in COMMUNE_LEVELS
+            ]
+        else:
+            units = commune_units(profile)
+            self.stations = []
+            for n in range(count):
+                unit, round_ = units[n % len(units)], n // len(units)
+                code = f"DTT-{unit.code}" + (f"-{round_ + 1}" if round_ else "")
+                self.stations.append(Station(code, unit, rng.randint(3, 8)))
         groups: defaultdict[str, list[Station]] = defaultdict(list)
         for station in self.stations:
             groups[station.unit.parent or station.unit.code].append(station)
@@ -156,7 +175,7 @@ class Radio:
         working = [c for c in range(1, station.clusters + 1) if c not in station.faults]
         if working:
             cluster = rng.choice(working)
-            fault = rng.choices(FAULTS, FAULT_WEIGHTS)[0]
+            fault = _FAULT.pick(rng)
             station.faults.add(cluster)
             self.world.emitter.emit(
                 "radio.cluster.fault",

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable
+from bisect import bisect
+from collections.abc import Callable, Sequence
 from datetime import date, datetime, time, timedelta
-from typing import Final
+from itertools import accumulate
+from typing import Final, Generic, TypeVar
 
 from ops_center.province.calendar import TZ
 
@@ -23,6 +25,8 @@ OFFICE_HOURS: Final = ((time(7, 30), time(11, 30)), (time(13, 30), time(17, 0)))
 DUE_TIME: Final = time(17, 0)
 
 RateAt = Callable[[datetime], float]
+_T = TypeVar("_T")
+(_MORNING_OPENS, _MORNING_CLOSES), (_AFTERNOON_OPENS, _AFTERNOON_CLOSES) = OFFICE_HOURS
 
 
 def local(moment: datetime) -> datetime:
@@ -45,7 +49,7 @@ def in_office_hours(moment: datetime) -> bool:
     if not is_working_day(moment.date()):
         return False
     now = moment.time()
-    return any(opens <= now < closes for opens, closes in OFFICE_HOURS)
+    return _MORNING_OPENS <= now < _MORNING_CLOSES or _AFTERNOON_OPENS <= now < _AFTERNOON_CLOSES
 
 
 def add_working_days(day: date, count: int) -> date:
@@ -116,3 +120,20 @@ def hourly(weights: tuple[float, ...]) -> Callable[[datetime], float]:
         return weights[local(moment).hour]
 
     return weight
+
+
+class Weighted(Generic[_T]):
+    """A choice among items with fixed weights: the very draw of
+    ``rng.choices(items, weights)[0]`` (same use of the random source, same item), with
+    the running sums made once instead of at every draw."""
+
+    def __init__(self, items: Sequence[_T], weights: Sequence[float]) -> None:
+        if len(items) != len(weights) or not items:
+            raise ValueError("one weight per item, and at least one item")
+        self.items = tuple(items)
+        self._sums = list(accumulate(weights))
+        self._total = self._sums[-1] + 0.0
+        self._last = len(self.items) - 1
+
+    def pick(self, rng: random.Random) -> _T:
+        return self.items[bisect(self._sums, rng.random() * self._total, 0, self._last)]

@@ -1,0 +1,224 @@
+"""What every benchmark stands on: a scratch database, the server process, the profiler.
+
+* `scratch_database`: a new database ``ops_bench_<hex>`` on the configured server,
+  dropped at the end (``WITH (FORCE)``), whatever happens;
+* `BenchServer`: ``python -m ops_center.tools.bench.server`` (``ops-center serve`` plus the
+  writer's statistics) on a free port, in a process of its own so that the load
+  generator does not share its event loop; its log goes to a file, its tail into errors;
+* `Profiler`: py-spy recording the server during one phase at a time (optional);
+* `bench_settings`: the settings of a run (the benchmarks' own embedded data folder unless
+  ``DATABASE_URL`` is set) and the words that say where it ran.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Final
+
+import psycopg
+from psycopg import sql
+
+from ops_center.embedded.postgres import free_port
+from ops_center.settings import Settings
+from ops_center.store.database import Database, DatabaseConfigError
+from ops_center.tools.bench import DEFAULT_DATA_DIR
+from ops_center.tools.bench.client import Connection, HttpError, build_request
+
+HOST: Final = "127.0.0.1"
+SERVER_START_TIMEOUT: Final = 90.0
+
+
+class BenchError(Exception):
+    """The benchmark cannot go on (an event was refused, the server failed, ...)."""
+
+
+def redact(url: str) -> str:
+    """Where the URL connects, without its password."""
+    return Database.parse(url).describe()
+
+
+def bench_settings(args: argparse.Namespace, settings: Settings) -> tuple[Settings, str]:
+    """The settings of a run (``--data-dir``, else `DEFAULT_DATA_DIR`; never the server's
+    own data folder) and where it runs, for the report."""
+    data_dir: Path = getattr(args, "data_dir", None) or DEFAULT_DATA_DIR
+    settings = settings.replace(data_dir=data_dir)
+    where = (
+        f"DATABASE_URL {redact(settings.database_url)}"
+        if settings.database_url
+        else f"embedded in {data_dir}"
+    )
+    return settings, where
+
+
+@contextmanager
+def scratch_database(server_url: str) -> Iterator[str]:
+    """A new database ``ops_bench_<hex>`` on the server of `server_url`, dropped after."""
+    try:
+        server = Database.parse(server_url)
+    except DatabaseConfigError as exc:
+        raise BenchError(str(exc)) from None
+    name = f"ops_bench_{secrets.token_hex(6)}"
+    with psycopg.connect(server.conninfo, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield server.with_dbname(name).url
+    finally:
+        with psycopg.connect(server.conninfo, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+class BenchServer:
+    """``python -m ops_center.tools.bench.server`` on a free port, logging to a file.
+
+    `env` is added to this process's environment; a None value removes the variable.
+    """
+
+    def __init__(
+        self, database_url: str, log_path: Path, env: Mapping[str, str | None] | None = None
+    ) -> None:
+        self.log_path = log_path
+        self.port = free_port()
+        self._env = {**os.environ, "DATABASE_URL": database_url}
+        for name, value in (env or {}).items():
+            if value is None:
+                self._env.pop(name, None)
+            else:
+                self._env[name] = value
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self._process is not None
+        return self._process.pid
+
+    def start(self) -> None:
+        with self.log_path.open("ab") as log:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "ops_center.tools.bench.server", "--port", str(self.port)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self._env,
+            )
+
+    async def wait_ready(self) -> None:
+        """Wait until ``/healthz`` answers 200; raise `BenchError` if the server died."""
+        assert self._process is not None
+        request = build_request("GET", HOST, self.port, "/healthz")
+        deadline = time.monotonic() + SERVER_START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise BenchError(
+                    f"the server exited with status {self._process.returncode}:\n{self.log_tail()}"
+                )
+            connection = Connection(HOST, self.port)
+            try:
+                reply = await connection.send(request)
+            except HttpError:
+                reply = None
+            finally:
+                await connection.close()
+            if reply is not None and reply.status == 200:
+                return
+            await asyncio.sleep(0.1)
+        raise BenchError(f"the server did not start in {SERVER_START_TIMEOUT:.0f} s")
+
+    def memory_mb(self) -> tuple[float, float]:
+        """Resident memory now and at its peak (VmRSS, VmHWM), in MB."""
+        values = {}
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            name, _, rest = line.partition(":")
+            if name in ("VmRSS", "VmHWM"):
+                values[name] = int(rest.split()[0]) / 1024
+        return values.get("VmRSS", float("nan")), values.get("VmHWM", float("nan"))
+
+    def stop(self) -> None:
+        """Graceful stop (SIGTERM: the writer commits what it holds), then SIGKILL."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "(no server log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+
+class Profiler:
+    """py-spy recording the server process during one phase at a time (optional)."""
+
+    SUFFIXES: Final = {"flamegraph": "svg", "speedscope": "json", "raw": "txt"}
+
+    def __init__(self, directory: Path | None, fmt: str) -> None:
+        self.directory = directory
+        self.format = fmt
+        self._process: subprocess.Popen[bytes] | None = None
+        self._output: Path | None = None
+        self.executable: str | None = None
+        if directory is not None:
+            beside = Path(sys.executable).parent / "py-spy"
+            self.executable = shutil.which("py-spy") or (str(beside) if beside.exists() else None)
+            if self.executable is None:
+                raise BenchError("--profile needs py-spy on PATH (pip install py-spy)")
+            directory.mkdir(parents=True, exist_ok=True)
+
+    def start(self, pid: int, phase: str) -> bool:
+        """Start recording `pid`; False when profiling is off."""
+        if self.directory is None or self.executable is None:
+            return False
+        self._output = self.directory / f"server-{phase}.{self.SUFFIXES[self.format]}"
+        self._process = subprocess.Popen(
+            [
+                self.executable,
+                "record",
+                "--pid",
+                str(pid),
+                "--output",
+                str(self._output),
+                "--format",
+                self.format,
+                "--rate",
+                "250",
+                "--threads",
+                "--idle",
+                "--nonblocking",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        return True
+
+    def stop(self) -> str | None:
+        process, self._process = self._process, None
+        if process is None:
+            return None
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        return str(self._output) if self._output and self._output.exists() else None

@@ -1,0 +1,227 @@
+"""The benchmarks' instruments: counts and positions in the database, CPU time by process.
+
+* `Monitor`: a connection to the benchmark's database for counts, positions and the pids
+  of PostgreSQL's processes serving it;
+* `CpuReading` (``take``, then ``since``): CPU cores busy in a phase in this process
+  (the client), the server process, PostgreSQL and the rest of the machine;
+* `CpuMeter` (a context manager): the same for phases run in this process alone, with
+  PostgreSQL's processes sampled in a thread (`PostgresCpu`: backends come and go, so one
+  reading at each end would miss some).
+
+CPU use is CPU seconds / wall seconds, i.e. average cores busy.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import psutil  # type: ignore[import-untyped]
+import psycopg
+from psycopg import sql
+
+from ops_center.store.database import Database
+
+EVENTS_TABLE: Final = "ops_events"
+#: Stored topics of the alarm rules' events (``LIKE`` pattern): the server's own events,
+#: not counted with the acknowledged ones.
+ALARM_TOPICS: Final = "ops_center.domain.alarm:%"
+#: Seconds between samples of the CPU time of PostgreSQL's processes.
+CPU_SAMPLE: Final = 0.25
+
+
+class Monitor:
+    """A connection to the benchmark database for counts, positions and backend pids."""
+
+    def __init__(self, database_url: str) -> None:
+        self.database_url = database_url
+        database = Database.parse(database_url)
+        self.conn = psycopg.connect(database.conninfo, autocommit=True)
+        host = database.get("host") or "localhost"
+        self.local = host in ("127.0.0.1", "localhost", "::1") or host.startswith("/")
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def scalar(self, query: sql.Composed | str, params: Sequence[Any] = ()) -> Any:
+        row = self.conn.execute(query, params).fetchone()
+        assert row is not None
+        return row[0]
+
+    def position(self) -> int:
+        return int(
+            self.scalar(
+                sql.SQL("SELECT coalesce(max(notification_id), 0) FROM {}").format(
+                    sql.Identifier(EVENTS_TABLE)
+                )
+            )
+        )
+
+    def count(self, table: str) -> int:
+        return int(self.scalar(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))))
+
+    def count_ingested(self) -> int:
+        """Events in the log that came from ingest (not the alarm rules' own events)."""
+        return int(
+            self.scalar(
+                sql.SQL("SELECT count(*) FROM {} WHERE topic NOT LIKE %s").format(
+                    sql.Identifier(EVENTS_TABLE)
+                ),
+                (ALARM_TOPICS,),
+            )
+        )
+
+    def postgres_pids(self) -> list[int] | None:
+        """Backends of this database and the server's background processes (local only)."""
+        if not self.local:
+            return None
+        rows = self.conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() OR datname IS NULL"
+        ).fetchall()
+        return [int(r[0]) for r in rows]
+
+
+def process_cpu_seconds(pids: Iterable[int]) -> dict[int, float]:
+    """User + system CPU seconds of each process (all its threads) that can be read.
+
+    Processes that are gone or not ours to inspect are left out.
+    """
+    seconds: dict[int, float] = {}
+    for pid in pids:
+        try:
+            times = psutil.Process(pid).cpu_times()
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+        seconds[pid] = float(times.user + times.system)
+    return seconds
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores of the machine have spent busy (not idle, not waiting on I/O)
+    since boot, whoever used them."""
+    times = psutil.cpu_times()
+    idle = float(times.idle) + float(getattr(times, "iowait", 0.0))
+    return float(sum(times)) - idle
+
+
+def cpu_delta(before: Mapping[int, float], after: Mapping[int, float]) -> float:
+    """CPU seconds used between two `process_cpu_seconds` readings (new processes count
+    fully; processes gone before the second reading are not counted)."""
+    return sum(value - before.get(pid, 0.0) for pid, value in after.items())
+
+
+@dataclass(frozen=True, slots=True)
+class CpuUse:
+    """Average CPU cores busy during a phase (CPU seconds / wall seconds)."""
+
+    client: float
+    server: float | None
+    postgres: float | None
+    #: Every core of the machine, whoever used it.
+    machine: float
+    #: Cores used by other processes (other work on the machine skews the figures).
+    other: float
+
+
+@dataclass(slots=True)
+class CpuReading:
+    wall: float
+    client: float
+    server: dict[int, float]
+    postgres: dict[int, float] | None
+    machine: float
+
+    @classmethod
+    def take(cls, server_pid: int | None, monitor: Monitor) -> CpuReading:
+        pids = monitor.postgres_pids()
+        return cls(
+            time.perf_counter(),
+            time.process_time(),
+            process_cpu_seconds([server_pid]) if server_pid is not None else {},
+            process_cpu_seconds(pids) if pids is not None else None,
+            machine_busy_seconds(),
+        )
+
+    def since(self, before: CpuReading) -> CpuUse:
+        wall = max(self.wall - before.wall, 1e-9)
+        server = cpu_delta(before.server, self.server) / wall if self.server else None
+        postgres = (
+            cpu_delta(before.postgres, self.postgres) / wall
+            if self.postgres is not None and before.postgres is not None
+            else None
+        )
+        client = (self.client - before.client) / wall
+        machine = (self.machine - before.machine) / wall
+        other = max(0.0, machine - client - (server or 0.0) - (postgres or 0.0))
+        return CpuUse(client, server, postgres, machine, other)
+
+
+class PostgresCpu:
+    """CPU seconds of every PostgreSQL process on this machine, sampled in a thread (its
+    backends come and go, so one reading at each end would miss some)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[int, tuple[float, float]] = {}  # pid -> (first, last) CPU seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> PostgresCpu:
+        self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+    def _run(self) -> None:
+        while not self._stop.wait(CPU_SAMPLE):
+            self._sample()
+
+    def _sample(self) -> None:
+        for process in psutil.process_iter(["name"]):
+            try:
+                if not (process.info["name"] or "").startswith("postgres"):
+                    continue
+                times = process.cpu_times()
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                continue
+            used = float(times.user + times.system)
+            first = self._seen.get(process.pid, (used, used))[0]
+            self._seen[process.pid] = (first, used)
+
+    def seconds(self) -> float:
+        return sum(last - first for first, last in self._seen.values())
+
+
+@dataclass(frozen=True, slots=True)
+class LocalCpu:
+    """Average cores busy during a phase run in this process (no server process)."""
+
+    client: float
+    postgres: float
+    #: Cores used by other processes (other work on the machine skews the figures).
+    other: float
+
+
+class CpuMeter:
+    """This process, PostgreSQL and the whole machine over one phase (`use` after it)."""
+
+    def __enter__(self) -> CpuMeter:
+        self._postgres = PostgresCpu().__enter__()
+        self._wall = time.perf_counter()
+        self._client = time.process_time()
+        self._machine = machine_busy_seconds()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        wall = max(time.perf_counter() - self._wall, 1e-9)
+        client = (time.process_time() - self._client) / wall
+        machine = (machine_busy_seconds() - self._machine) / wall
+        self._postgres.__exit__()
+        postgres = self._postgres.seconds() / wall
+        self.use = LocalCpu(client, postgres, max(0.0, machine - client - postgres))
