@@ -13,6 +13,7 @@ from projections.alarms import AlarmsProjection
 from projections.devices import DevicesProjection
 from projections.feed import FeedProjection
 from projections.kpis import KpisProjection
+from projections.reports import ReportsProjection
 from projections.runner import Projection
 from projections.services import ServicesProjection
 
@@ -23,6 +24,7 @@ PROJECTIONS: Final[dict[str, Callable[[], Projection]]] = {
     KpisProjection.name: KpisProjection,
     FeedProjection.name: FeedProjection,
     AlarmsProjection.name: AlarmsProjection,
+    ReportsProjection.name: ReportsProjection,
 }
 
 

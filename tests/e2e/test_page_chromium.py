@@ -361,12 +361,14 @@ def delta_cases(count: int = 300) -> list[tuple[str, dict[str, Any], dict[str, A
         }
 
     def item(name: str, n: int) -> dict[str, Any]:
-        base = {"value": rng.randint(0, 9), "raised_at": f"2026-11-22T0{rng.randint(0, 9)}:00"}
+        moment = f"2026-11-22T0{rng.randint(0, 9)}:00"
+        base = {"value": rng.randint(0, 9), "raised_at": moment, "received_at": moment}
         keys = {
             "devices": {"kind": rng.choice(["camera", "radio"]), "code": f"C{n}"},
             "kpis": {"code": f"K{n}"},
             "feed": {"position": n},
             "alarms": {"id": f"a{n}"},
+            "reports": {"code": f"P{n}"},
         }[name]
         return {**base, **keys}
 
