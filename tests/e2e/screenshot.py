@@ -325,6 +325,47 @@ def demo_events(profile: Profile, now: datetime, seed: int = 20261122) -> list[d
             },
         )
 
+    # citizens' field reports: the day's, and a few of the last days still open (overdue)
+    titles = {
+        "traffic": "Ổ gà trên đường liên xã",
+        "environment": "Cống thoát nước bị tắc",
+        "urban_order": "Lấn chiếm vỉa hè",
+        "security": "Tụ tập gây mất trật tự",
+        "utilities": "Đèn chiếu sáng công cộng hỏng",
+        "public_health": "Cơ sở thực phẩm mất vệ sinh",
+        "other": "Kiến nghị của người dân",
+    }
+    for n in range(70):
+        unit = rng.choice(communes)
+        received = today(0, 1) if n < 52 else now - timedelta(days=rng.uniform(1, 4))
+        code = f"PA-{now:%Y%m%d}-{n + 1:04d}"
+        category = rng.choices(list(titles), (18, 25, 22, 8, 15, 5, 7))[0]
+        data: dict[str, Any] = {
+            "category": category,
+            "title": titles[category],
+            "unit": unit.code,
+            "channel": rng.choice(("app", "app", "hotline", "web", "social")),
+        }
+        if unit.lat is not None and unit.lon is not None and rng.random() < 0.7:
+            data["lat"] = round(unit.lat + rng.gauss(0, 0.008), 5)
+            data["lon"] = round(unit.lon + rng.gauss(0, 0.008), 5)
+        add("report.received", code, received, data)
+        assigned = received + timedelta(minutes=rng.uniform(10, 50))
+        if assigned >= now:
+            continue
+        if rng.random() < 0.07:
+            add("report.rejected", code, assigned, {"reason": "Trùng phản ánh đã tiếp nhận"})
+            continue
+        due = assigned + timedelta(hours=rng.choice((8, 24, 48, 72)))
+        add("report.assigned", code, assigned, {"agency": rng.choice(AGENCIES), "due_at": _at(due)})
+        resolved = assigned + timedelta(minutes=rng.uniform(20, 300))
+        if n < 52 and rng.random() < 0.5 and resolved < now:
+            add("report.resolved", code, resolved, {"result": "Đã kiểm tra, xử lý"})
+            rated = resolved + timedelta(minutes=rng.uniform(5, 60))
+            if rng.random() < 0.5 and rated < now:
+                rating = "satisfied" if rng.random() < 0.8 else "dissatisfied"
+                add("report.rated", code, rated, {"rating": rating})
+
     # KPIs: defined in January, reported monthly
     year = now.year
     for code, name, measure, owner, pillar, direction, start_value, target, drift, ref in KPIS:
