@@ -13,8 +13,8 @@ from projections.alarms import AlarmsProjection
 from projections.devices import DevicesProjection
 from projections.feed import FeedProjection
 from projections.kpis import KpisProjection
+from projections.projection import Projection
 from projections.reports import ReportsProjection
-from projections.runner import Projection
 from projections.services import ServicesProjection
 
 #: Every projection by name, as a factory.

@@ -38,7 +38,7 @@ import orjson
 from ops_center.domain.events import names_of
 from ops_center.domain.report import ASSIGNED, NEW, REJECTED, RESOLVED, Report
 from ops_center.store.log import CLOUDEVENT_TYPES, Event
-from projections.runner import Connection, Projection, copy_rows, stage
+from projections.projection import Connection, Projection, copy_rows, stage
 
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS rm_reports (

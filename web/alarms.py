@@ -35,7 +35,7 @@ from projections.read import alarms as alarms_read
 from projections.read.places import Places
 from web import params
 from web.appkeys import ALARM_DESK, PRINCIPAL, PROFILE, SETTINGS
-from web.params import DEFAULT_PAGE, MAX_PAGE, BadParameter, query_handler, snapshot
+from web.params import DEFAULT_PAGE, MAX_PAGE, BadParameter, query_handler, reads, snapshot
 from web.problems import problem
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,7 @@ def _unknown(request: web.Request) -> web.Response:
 
 
 @query_handler
+@reads("alarms")
 async def get_alarms(request: web.Request) -> web.StreamResponse:
     """Alarms newest first (`state`: active, acknowledged, resolved or open; `unit`;
     `severity`; `cause`; `bbox`: where the subject is; `limit`; `offset`)."""
@@ -89,6 +90,7 @@ async def get_alarms(request: web.Request) -> web.StreamResponse:
 
 
 @query_handler
+@reads("alarms")
 async def get_alarm(request: web.Request) -> web.StreamResponse:
     """One alarm with its history and the other occurrences of its cause."""
     alarm = _alarm_id(request)

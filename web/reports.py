@@ -23,7 +23,15 @@ from projections import read
 from projections.read.reports import STATE_FILTERS
 from web import params
 from web.appkeys import PROFILE
-from web.params import DEFAULT_PAGE, MAX_PAGE, BadParameter, json_response, query_handler, snapshot
+from web.params import (
+    DEFAULT_PAGE,
+    MAX_PAGE,
+    BadParameter,
+    json_response,
+    query_handler,
+    reads,
+    snapshot,
+)
 from web.problems import problem
 
 #: Statistics buckets (reports are counted per local day or month).
@@ -41,6 +49,7 @@ def _assignee(request: web.Request) -> str | None:
 
 
 @query_handler
+@reads("reports")
 async def get_reports(request: web.Request) -> web.StreamResponse:
     """Reports newest first, filtered by `state`, `category`, `unit`, `agency`, `bbox`."""
     clock = now()
@@ -74,6 +83,7 @@ async def get_reports(request: web.Request) -> web.StreamResponse:
 
 
 @query_handler
+@reads("reports")
 async def get_report(request: web.Request) -> web.StreamResponse:
     """One report by code, with every event of it."""
     code = request.match_info["code"]
@@ -87,6 +97,7 @@ async def get_report(request: web.Request) -> web.StreamResponse:
 
 
 @query_handler
+@reads("reports")
 async def get_report_stats(request: web.Request) -> web.StreamResponse:
     """Report statistics per local day or month between `from` and `to`."""
     clock = now()

@@ -8,9 +8,9 @@ from uuid import UUID
 
 from ops_center.domain import subject_id
 from ops_center.province.calendar import iso
+from projections.projection import Connection
 from projections.read.common import Query, positions
 from projections.read.places import BBox, Places, placed_within
-from projections.runner import Connection
 
 #: No centroids: devices are placed by their own coordinates only.
 _NOWHERE: Final = Places({})

@@ -25,9 +25,9 @@ import orjson
 
 from ops_center.domain.report import ASSIGNED, NEW, STATES
 from ops_center.province.calendar import Bucket, buckets, iso, local_day
+from projections.projection import Connection
 from projections.read.common import Query, positions, rate
 from projections.read.places import BBox, Places, placed_within
-from projections.runner import Connection
 
 #: ``state`` filter values: the stored states, ``overdue`` (assigned and past due),
 #: ``open`` (new or assigned, overdue included). ``assigned`` means not yet overdue.

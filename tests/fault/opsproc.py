@@ -274,8 +274,8 @@ async def projections_equal_a_rebuild(database_url: str) -> int:
     from position 0 in large chunks, dump again; assert both equal. The rows compared."""
     import asyncpg
 
+    from projections.projection import reset, step
     from projections.registry import create_projections
-    from projections.runner import reset, step
 
     async def dump(conn: Any, projections: Sequence[Any]) -> dict[str, list[Any]]:
         out: dict[str, list[Any]] = {}
