@@ -23,6 +23,7 @@ from ops_center.domain.dossier import Dossier
 from ops_center.domain.events import names_of
 from ops_center.domain.indicator import Indicator
 from ops_center.domain.radio import RadioStation
+from ops_center.domain.report import Report
 from ops_center.store.log import CLOUDEVENT_TYPES, EVENTS_TABLE, Event, decode, topics_of
 from projections.projection import Connection, Projection
 
@@ -34,12 +35,14 @@ _SUBJECT_KINDS: Final = {
     "RadioStation": "radio",
     "Dossier": "dossier",
     "Indicator": "kpi",
+    "Report": "report",
 }
 _SUBJECT_EVENTS: Final = (
     names_of(Camera, "Registered", "Reregistered")
     | names_of(RadioStation, "Registered", "Reregistered")
     | names_of(Dossier, "Received")
     | names_of(Indicator, "Defined")
+    | names_of(Report, "Received")
 )
 
 SCHEMA: Final = """

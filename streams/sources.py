@@ -17,7 +17,9 @@ Each topic's data is the answer of a query of docs/CONTRACT.md §5, at the same 
 * ``devices``: ``GET /api/v1/devices?kind=camera&unit=U`` then ``kind=radio``, every page,
   as ``{"position", "items"}`` (cameras then stations, each by code);
 * ``alarms``: ``GET /api/v1/alarms?state=open&unit=U``, every page, as ``{"position",
-  "items"}`` (open alarms: active and acknowledged, newest first).
+  "items"}`` (open alarms: active and acknowledged, newest first);
+* ``reports``: ``GET /api/v1/reports?state=open&unit=U``, every page, as ``{"position",
+  "items"}`` (open reports: new, assigned and overdue, newest first).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from projections import read
 from projections.devices import DevicesProjection
 from projections.projection import Connection
 from projections.read import alarms as alarms_read
+from projections.read.places import Places
 from streams.topics import FEED_ITEMS
 
 Json = dict[str, Any]
@@ -52,6 +55,7 @@ class Source:
     def __init__(self, pool: Any, profile: Profile) -> None:
         self.pool = pool
         self.profile = profile
+        self.places = Places.of(profile)
 
     def units(self, scope: str | None) -> frozenset[str] | None:
         return None if scope is None else self.profile.descendants(scope)
@@ -84,7 +88,8 @@ class Source:
         return data["position"], data
 
     async def state(self, conn: Connection, topic: str, scope: str | None, clock: datetime) -> Json:
-        """The whole state of a state topic (overview, services, kpis, feed, alarms)."""
+        """The whole state of a state topic (overview, services, kpis, feed, alarms,
+        reports)."""
         if topic == "overview":
             return await read.overview(conn, self._scope(scope), clock=clock)
         if topic == "services":
@@ -100,6 +105,10 @@ class Source:
             return await read.feed(conn, limit=FEED_ITEMS, before=None, units=self.units(scope))
         if topic == "alarms":
             return await alarms_read.open_alarms(conn, self.units(scope))
+        if topic == "reports":
+            return await read.open_reports(
+                conn, clock=clock, places=self.places, units=self.units(scope)
+            )
         raise ValueError(f"{topic!r} is not a state topic")
 
     async def devices(self, conn: Connection, scope: str | None) -> Json:
@@ -108,7 +117,13 @@ class Source:
         position = 0
         for kind in ("camera", "radio"):
             page = await read.device_list(
-                conn, kind=kind, status=None, units=units, limit=_ALL, offset=0
+                conn,
+                kind=kind,
+                status=None,
+                units=units,
+                limit=_ALL,
+                offset=0,
+                places=self.places,
             )
             position = page["position"]
             items.extend(page["items"])
@@ -131,7 +146,7 @@ class Source:
         ]
         if not ids:
             return [], []
-        items, rows = await read.devices_by_id(conn, ids)
+        items, rows = await read.devices_by_id(conn, ids, self.places)
         past = await self._past_units(conn, [row["originator_id"] for row in rows], after)
         units = [sorted(past.get(row["originator_id"], set()) | {row["unit"]}) for row in rows]
         return items, units

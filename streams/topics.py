@@ -8,12 +8,13 @@ applies to the state in one of two ways, by topic:
   key; nested objects merge recursively, every other value (number, string, null, list)
   replaces. ``null`` is a value (``on_time_rate`` may be null), never a deletion: these
   states have a fixed set of keys.
-* **items** (`devices`, `kpis`, `feed`, `alarms`): the state has an ``items`` list whose
-  items are identified by the topic's key fields (a device by ``kind`` and ``code``, an
-  indicator by ``code``, a feed event by ``position``, an alarm by ``id``). The delta's
-  ``items`` replace or add items with the same key, its ``removed`` lists the keys (as
-  objects of the key fields) of items that leave the state, and the list is kept in the
-  topic's order (by the key; alarms newest first: ``raised_at``, then ``id``,
+* **items** (`devices`, `kpis`, `feed`, `alarms`, `reports`): the state has an ``items``
+  list whose items are identified by the topic's key fields (a device by ``kind`` and
+  ``code``, an indicator by ``code``, a feed event by ``position``, an alarm by ``id``, a
+  report by ``code``). The delta's ``items`` replace or add items with the same key, its
+  ``removed`` lists the keys (as objects of the key fields) of items that leave the
+  state, and the list is kept in the topic's order (by the key; alarms newest first:
+  ``raised_at``, then ``id``, descending; reports: ``received_at``, then ``code``,
   descending). Other top-level keys of the delta replace the state's.
 
 `apply` implements these rules; `merge` combines two consecutive deltas into one (how a
@@ -59,7 +60,9 @@ class Topic:
         return dict(zip(self.key_fields, key, strict=True))
 
 
-OVERVIEW: Final = Topic("overview", "state", "merge", ("devices", "services", "kpis", "alarms"))
+OVERVIEW: Final = Topic(
+    "overview", "state", "merge", ("devices", "services", "kpis", "alarms", "reports")
+)
 SERVICES: Final = Topic("services", "state", "merge", ("services",))
 KPIS: Final = Topic("kpis", "state", "items", ("kpis",), ("code",))
 FEED: Final = Topic("feed", "state", "items", ("feed",), ("position",), descending=True)
@@ -69,9 +72,20 @@ ALARMS: Final = Topic(
     "alarms", "state", "items", ("alarms",), ("id",), descending=True, order_fields=("raised_at",)
 )
 
+#: Open citizens' reports (new, assigned, overdue), newest first; a closed one is removed.
+REPORTS: Final = Topic(
+    "reports",
+    "state",
+    "items",
+    ("reports",),
+    ("code",),
+    descending=True,
+    order_fields=("received_at",),
+)
+
 #: Every topic by name (docs/CONTRACT.md §6).
 TOPICS: Final[dict[str, Topic]] = {
-    t.name: t for t in (OVERVIEW, DEVICES, ALARMS, SERVICES, KPIS, FEED)
+    t.name: t for t in (OVERVIEW, DEVICES, ALARMS, REPORTS, SERVICES, KPIS, FEED)
 }
 
 #: Items in a feed snapshot (the feed query's default page).

@@ -1,6 +1,7 @@
 """Alarms over HTTP (docs/CONTRACT.md §4): the list, one alarm, and operators' actions.
 
-* ``GET /api/v1/alarms`` (`state`?, `unit`?, `severity`?, `cause`?, `limit`?, `offset`?):
+* ``GET /api/v1/alarms`` (`state`?, `unit`?, `severity`?, `cause`?, `bbox`?, `limit`?,
+  `offset`?):
   alarms newest first, with ``position`` and ``total``; viewer and above.
 * ``GET /api/v1/alarms/{id}``: one alarm with its full history and its cause's other
   occurrences on the same subject; 404 when unknown.
@@ -31,8 +32,9 @@ from ops_center.alarms.rules.observe import CAUSES
 from ops_center.domain.alarm import SEVERITIES, AlarmConflict
 from ops_center.province.calendar import iso, now
 from projections.read import alarms as alarms_read
+from projections.read.places import Places
 from web import params
-from web.appkeys import ALARM_DESK, PRINCIPAL, SETTINGS
+from web.appkeys import ALARM_DESK, PRINCIPAL, PROFILE, SETTINGS
 from web.params import DEFAULT_PAGE, MAX_PAGE, BadParameter, query_handler, reads, snapshot
 from web.problems import problem
 
@@ -64,11 +66,12 @@ def _unknown(request: web.Request) -> web.Response:
 @reads("alarms")
 async def get_alarms(request: web.Request) -> web.StreamResponse:
     """Alarms newest first (`state`: active, acknowledged, resolved or open; `unit`;
-    `severity`; `cause`; `limit`; `offset`)."""
+    `severity`; `cause`; `bbox`: where the subject is; `limit`; `offset`)."""
     state = params.choice(request, "state", alarms_read.STATE_FILTERS)
     units = params.units(request)
     severity = params.choice(request, "severity", SEVERITIES)
     cause = params.choice(request, "cause", CAUSES)
+    bbox = params.bbox(request)
     limit = params.integer(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
     offset = params.integer(request, "offset", 0, 0, 10**9)
     async with snapshot(request) as conn:
@@ -78,6 +81,8 @@ async def get_alarms(request: web.Request) -> web.StreamResponse:
             units=units,
             severity=severity,
             cause=cause,
+            bbox=bbox,
+            places=Places.of(request.app[PROFILE]),
             limit=limit,
             offset=offset,
         )

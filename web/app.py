@@ -35,6 +35,7 @@ from web.page import add_page_routes
 from web.queries import add_query_routes
 from web.ready import add_ready_routes
 from web.reference import get_agencies, get_me, get_units
+from web.reports import add_report_routes
 from web.ws import add_stream_routes
 
 
@@ -74,6 +75,7 @@ def create_app(settings: Settings) -> web.Application:
     add_openapi_routes(app)
     add_stream_routes(app)
     add_alarm_routes(app)
+    add_report_routes(app)
     add_page_routes(app)
     add_metrics_routes(app)
     add_ready_routes(app)

@@ -4,6 +4,7 @@ and one read-only REPEATABLE READ snapshot per request (`snapshot`)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
@@ -15,6 +16,7 @@ from aiohttp import web
 
 from ops_center.province.calendar import parse_instant
 from projections.projection import Connection
+from projections.read.places import BBox
 from web.appkeys import DB_POOL, PRINCIPAL, PROFILE, REBUILDING
 from web.problems import problem
 
@@ -27,6 +29,10 @@ MAX_PAGE: Final = 1_000
 DEFAULT_PAGE: Final = 100
 #: How far in the future an `as_of` may be (clock skew between client and server).
 AS_OF_TOLERANCE: Final = timedelta(minutes=1)
+
+#: A decimal number as a bounding box writes it (no ``inf``, ``nan`` or ``1_000``).
+_NUMBER: Final = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+_BBOX_FORM: Final = "minLon,minLat,maxLon,maxLat (four numbers, degrees)"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -167,3 +173,29 @@ def agency(request: web.Request) -> str | None:
     if code is not None and not request.app[PROFILE].has_agency(code):
         raise BadParameter("agency", f"no agency with code {code!r} in the profile")
     return code
+
+
+def bbox(request: web.Request) -> BBox | None:
+    """``bbox=minLon,minLat,maxLon,maxLat`` (WGS 84 degrees, edges included); None when
+    absent. Malformed, out of range or inverted (a minimum above its maximum) is a 400
+    naming ``bbox``."""
+    value = text(request, "bbox")
+    if value is None:
+        return None
+    parts = [part.strip() for part in value.split(",")]
+    if len(parts) != 4 or not all(_NUMBER.fullmatch(part) for part in parts):
+        raise BadParameter("bbox", f"must be {_BBOX_FORM}")
+    min_lon, min_lat, max_lon, max_lat = (float(part) for part in parts)
+    for name, number, limit in (
+        ("minLon", min_lon, 180.0),
+        ("minLat", min_lat, 90.0),
+        ("maxLon", max_lon, 180.0),
+        ("maxLat", max_lat, 90.0),
+    ):
+        if not -limit <= number <= limit:
+            raise BadParameter("bbox", f"{name} must be between {-limit:g} and {limit:g}")
+    if min_lon > max_lon:
+        raise BadParameter("bbox", "is inverted: minLon is greater than maxLon")
+    if min_lat > max_lat:
+        raise BadParameter("bbox", "is inverted: minLat is greater than maxLat")
+    return (min_lon, min_lat, max_lon, max_lat)

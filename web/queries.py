@@ -51,7 +51,7 @@ DEVICE_STATUSES: Final = {
 
 
 @query_handler
-@reads("devices", "services", "kpis", "alarms")
+@reads(*read.OVERVIEW_PROJECTIONS)
 async def get_overview(request: web.Request) -> web.StreamResponse:
     """Devices, broadcasts, services, KPIs and alarms at a glance (`unit`?, `as_of`?)."""
     clock = now()
@@ -66,17 +66,25 @@ async def get_overview(request: web.Request) -> web.StreamResponse:
 @query_handler
 @reads("devices")
 async def get_devices(request: web.Request) -> web.StreamResponse:
-    """Devices of one `kind` (camera or radio), optionally by `status` and `unit`."""
+    """Devices of one `kind` (camera or radio), optionally by `status`, `unit`, `bbox`."""
     kind = params.choice(request, "kind", DEVICE_KINDS)
     if kind is None:
         raise BadParameter("kind", f"is required: one of {', '.join(DEVICE_KINDS)}")
     status = params.choice(request, "status", DEVICE_STATUSES[kind])
     units = params.units(request)
+    bbox = params.bbox(request)
     limit = params.integer(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
     offset = params.integer(request, "offset", 0, 0, 10**9)
     async with snapshot(request) as conn:
         body = await read.device_list(
-            conn, kind=kind, status=status, units=units, limit=limit, offset=offset
+            conn,
+            kind=kind,
+            status=status,
+            units=units,
+            limit=limit,
+            offset=offset,
+            bbox=bbox,
+            places=read.Places.of(request.app[PROFILE]),
         )
     return json_response(body)
 
@@ -88,7 +96,7 @@ async def get_device(request: web.Request) -> web.StreamResponse:
     code = request.match_info["code"]
     kind = params.choice(request, "kind", DEVICE_KINDS)
     async with snapshot(request) as conn:
-        found = await read.device_detail(conn, code, kind)
+        found = await read.device_detail(conn, code, kind, read.Places.of(request.app[PROFILE]))
     if not found:
         what = "device" if kind is None else "camera" if kind == "camera" else "radio station"
         return problem(404, f"no {what} with code {code!r}", slug="unknown-device")

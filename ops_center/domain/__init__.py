@@ -10,5 +10,6 @@ from ops_center.domain.dossier import Dossier
 from ops_center.domain.indicator import Indicator
 from ops_center.domain.provenance import Meta, subject_id
 from ops_center.domain.radio import RadioStation
+from ops_center.domain.report import Report
 
-__all__ = ["Camera", "Dossier", "Indicator", "Meta", "RadioStation", "subject_id"]
+__all__ = ["Camera", "Dossier", "Indicator", "Meta", "RadioStation", "Report", "subject_id"]

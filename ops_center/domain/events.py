@@ -20,9 +20,10 @@ from ops_center.domain.camera import Camera
 from ops_center.domain.dossier import Dossier
 from ops_center.domain.indicator import Indicator
 from ops_center.domain.radio import RadioStation
+from ops_center.domain.report import Report
 
 AGGREGATES: Final[Mapping[str, type[Aggregate]]] = {
-    cls.__name__: cls for cls in (Camera, RadioStation, Dossier, Indicator, Alarm)
+    cls.__name__: cls for cls in (Camera, RadioStation, Dossier, Indicator, Report, Alarm)
 }
 
 
@@ -61,4 +62,10 @@ PRODUCED_BY: Final[Mapping[str, str]] = {
     name_of(Indicator, "Redefined"): "kpi.defined",
     name_of(Indicator, "Reported"): "kpi.reported",
     name_of(Indicator, "TargetRevised"): "kpi.target_revised",
+    name_of(Report, "Received"): "report.received",
+    name_of(Report, "Assigned"): "report.assigned",
+    name_of(Report, "Reassigned"): "report.reassigned",
+    name_of(Report, "Resolved"): "report.resolved",
+    name_of(Report, "Rejected"): "report.rejected",
+    name_of(Report, "Rated"): "report.rated",
 }

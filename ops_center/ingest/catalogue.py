@@ -21,6 +21,7 @@ from ops_center.domain.errors import (
 from ops_center.ingest import fields as f
 
 Ref = Literal["unit", "agency", "owner"]
+Subject = Literal["station", "camera", "dossier", "indicator", "report"]
 
 
 class References(Protocol):
@@ -45,7 +46,7 @@ class EventType:
     """A CloudEvent type: its name, what its subject is, and its data fields."""
 
     name: str
-    subject: Literal["station", "camera", "dossier", "indicator"]
+    subject: Subject
     fields: Mapping[str, Field]
 
 
@@ -75,6 +76,17 @@ CHANNELS: Final = ("online", "counter", "postal")
 RESULTS: Final = ("approved", "refused")
 PILLARS: Final = ("digital_government", "digital_economy", "digital_society", "infrastructure")
 DIRECTIONS: Final = ("increase", "decrease")
+REPORT_CATEGORIES: Final = (
+    "traffic",
+    "environment",
+    "urban_order",
+    "security",
+    "utilities",
+    "public_health",
+    "other",
+)
+REPORT_CHANNELS: Final = ("app", "hotline", "web", "social")
+RATINGS: Final = ("satisfied", "dissatisfied")
 
 _TYPES = (
     EventType(
@@ -164,6 +176,41 @@ _TYPES = (
         "indicator",
         {"target": Field(f.number()), "deadline": Field(f.calendar_date)},
     ),
+    EventType(
+        "report.received",
+        "report",
+        {
+            "category": Field(f.one_of(*REPORT_CATEGORIES)),
+            "title": Field(_NAME),
+            "description": _opt(f.text(4000)),
+            "unit": Field(f.code, ref="unit"),
+            "channel": Field(f.one_of(*REPORT_CHANNELS)),
+            "lat": _opt(f.latitude),
+            "lon": _opt(f.longitude),
+            "photo_url": _opt(f.url),
+        },
+    ),
+    EventType(
+        "report.assigned",
+        "report",
+        {"agency": Field(f.code, ref="owner"), "due_at": Field(f.timestamp)},
+    ),
+    EventType(
+        "report.reassigned",
+        "report",
+        {
+            "agency": Field(f.code, ref="owner"),
+            "due_at": Field(f.timestamp),
+            "reason": _opt(f.text(1000)),
+        },
+    ),
+    EventType("report.resolved", "report", {"result": Field(f.text(4000))}),
+    EventType(
+        "report.rejected",
+        "report",
+        {"reason": Field(f.text(1000)), "duplicate_of": _opt(f.code)},
+    ),
+    EventType("report.rated", "report", {"rating": Field(f.one_of(*RATINGS))}),
 )
 
 CATALOGUE: Final[Mapping[str, EventType]] = {t.name: t for t in _TYPES}

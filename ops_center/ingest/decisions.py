@@ -13,7 +13,15 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
-from ops_center.domain import Camera, Dossier, Indicator, Meta, RadioStation, subject_id
+from ops_center.domain import (
+    Camera,
+    Dossier,
+    Indicator,
+    Meta,
+    RadioStation,
+    Report,
+    subject_id,
+)
 from ops_center.domain.errors import INVALID_TRANSITION, UNKNOWN_SUBJECT, Rejection
 from ops_center.ingest.catalogue import EventType
 
@@ -22,6 +30,7 @@ AGGREGATE_TYPES: Final[dict[str, type[Aggregate]]] = {
     "camera": Camera,
     "dossier": Dossier,
     "indicator": Indicator,
+    "report": Report,
 }
 
 _SUBJECT_NAMES: Final = {
@@ -29,6 +38,7 @@ _SUBJECT_NAMES: Final = {
     "camera": "camera",
     "dossier": "dossier",
     "indicator": "indicator",
+    "report": "report",
 }
 
 
@@ -56,6 +66,8 @@ def decide(
             _decide_dossier(name, current, data, meta)
         case Indicator():
             _decide_indicator(name, current, data, meta)
+        case Report():
+            _decide_report(name, current, data, meta)
         case _:  # pragma: no cover - AGGREGATE_TYPES lists every kind
             raise TypeError(f"no decisions for {type(current).__name__}")
     return current
@@ -107,6 +119,19 @@ def _create(kind: EventType, subject: str, data: dict[str, Any], meta: Meta) -> 
                 target=data["target"],
                 deadline=data["deadline"],
                 reference=g("reference"),
+                meta=meta,
+            )
+        case "report.received":
+            return Report(
+                code=subject,
+                category=data["category"],
+                title=data["title"],
+                description=g("description"),
+                unit=data["unit"],
+                channel=data["channel"],
+                lat=g("lat"),
+                lon=g("lon"),
+                photo_url=g("photo_url"),
                 meta=meta,
             )
     what = _SUBJECT_NAMES[kind.subject]
@@ -191,5 +216,26 @@ def _decide_indicator(name: str, indicator: Indicator, data: dict[str, Any], met
             indicator.report(data["period"], data["value"], meta)
         case "kpi.target_revised":
             indicator.revise_target(data["target"], data["deadline"], meta)
+        case _:  # pragma: no cover
+            raise TypeError(name)
+
+
+def _decide_report(name: str, report: Report, data: dict[str, Any], meta: Meta) -> None:
+    g = data.get
+    match name:
+        case "report.received":
+            raise Rejection(
+                INVALID_TRANSITION, "/type", f"report {report.code!r} was already received"
+            )
+        case "report.assigned":
+            report.assign(data["agency"], data["due_at"], meta)
+        case "report.reassigned":
+            report.reassign(data["agency"], data["due_at"], g("reason"), meta)
+        case "report.resolved":
+            report.resolve(data["result"], meta)
+        case "report.rejected":
+            report.reject(data["reason"], g("duplicate_of"), meta)
+        case "report.rated":
+            report.rate(data["rating"], meta)
         case _:  # pragma: no cover
             raise TypeError(name)

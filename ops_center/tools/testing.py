@@ -143,6 +143,54 @@ class Events:
             "kpi.target_revised", code, time, {"target": target, "deadline": deadline}
         )
 
+    def field_report(
+        self,
+        code: str,
+        unit: str,
+        time: datetime | str,
+        *,
+        category: str = "environment",
+        channel: str = "app",
+        **extra: Any,
+    ) -> Raw:
+        """A citizen's field report received (``report.received``); `extra`: ``lat``,
+        ``lon``, ``description``, ``photo_url``."""
+        data = {
+            "category": category,
+            "title": f"Report {code}",
+            "unit": unit,
+            "channel": channel,
+            **extra,
+        }
+        return self.event("report.received", code, time, data)
+
+    def report_assigned(
+        self, code: str, agency: str, due_at: datetime | str, time: datetime | str
+    ) -> Raw:
+        return self.event(
+            "report.assigned", code, time, {"agency": agency, "due_at": _time(due_at)}
+        )
+
+    def report_reassigned(
+        self, code: str, agency: str, due_at: datetime | str, time: datetime | str
+    ) -> Raw:
+        data = {"agency": agency, "due_at": _time(due_at), "reason": "reassigned"}
+        return self.event("report.reassigned", code, time, data)
+
+    def report_resolved(self, code: str, time: datetime | str, result: str = "done") -> Raw:
+        return self.event("report.resolved", code, time, {"result": result})
+
+    def report_rejected(
+        self, code: str, time: datetime | str, *, duplicate_of: str | None = None
+    ) -> Raw:
+        data: Raw = {"reason": "duplicate" if duplicate_of else "out of scope"}
+        if duplicate_of is not None:
+            data["duplicate_of"] = duplicate_of
+        return self.event("report.rejected", code, time, data)
+
+    def report_rated(self, code: str, rating: str, time: datetime | str) -> Raw:
+        return self.event("report.rated", code, time, {"rating": rating})
+
 
 def _month(day: date) -> str:
     return f"{day.year:04d}-{day.month:02d}"
@@ -237,7 +285,26 @@ def known_world(clock: datetime, events: Events | None = None) -> list[list[Raw]
         e.report("K4", m1, 10, y0 + timedelta(hours=9)),
         e.revise("K5", 40, soon, y0 + timedelta(hours=9)),
     ]
+    field_reports = [
+        e.field_report("P1", "MS-D01-C01", y0 + timedelta(hours=9), lat=21.24, lon=106.25),
+        e.report_assigned("P1", "STTTT", y0 + timedelta(hours=20), y0 + timedelta(hours=9.25)),
+        e.field_report("P2", "MS-D02-C01", s(12), category="traffic", channel="hotline"),
+        e.field_report("P3", "MS-D01-C01", s(13), category="utilities"),
+        e.report_assigned("P3", "SYT", t0 + timedelta(days=2), s(14)),
+        e.report_resolved("P3", s(15)),
+        e.report_rated("P3", "satisfied", s(16)),
+        e.field_report("P4", "MS-D02-C01", y0 + timedelta(hours=10), category="urban_order"),
+        e.report_assigned("P4", "MS-D02-C01", y0 + timedelta(hours=12), y0 + timedelta(hours=10.5)),
+        e.report_resolved("P4", s(17)),
+        e.report_rated("P4", "dissatisfied", s(18)),
+        e.field_report("P5", "MS-D01-C02", s(19), category="other", channel="social"),
+        e.report_rejected("P5", s(20), duplicate_of="P1"),
+    ]
     late = [
+        # older than P1's assignment: history only
+        e.report_reassigned(
+            "P1", "SYT", t0 + timedelta(days=10), y0 + timedelta(hours=9, minutes=10)
+        ),
         e.camera_status("CAM-A", "offline", s(20)),
         e.camera_status("CAM-B", "offline", s(1)),  # older than its online: history only
         e.restored("R-1", 2, s(3)),  # older than the fault: history only
@@ -245,4 +312,4 @@ def known_world(clock: datetime, events: Events | None = None) -> list[list[Raw]
         e.revise("K1", 90, soon, y0 + timedelta(hours=7)),  # older than the definition
         e.camera_alert("CAM-C", "a1", s(11), severity="critical"),
     ]
-    return [registrations, statuses, broadcasts, dossiers, reports, late]
+    return [registrations, statuses, broadcasts, dossiers, reports, field_reports, late]

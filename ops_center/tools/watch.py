@@ -47,6 +47,10 @@ _ITEM_LABELS: Final[dict[str, Callable[[dict[str, Any]], str]]] = {
     ),
     "feed": lambda i: f"{i['position']:>9} {i['time']} {i['type']:<28} {i.get('subject') or ''}",
     "alarms": lambda i: " ".join(f"{k}={v}" for k, v in i.items()),
+    "reports": lambda i: (
+        f"{i['code']:<24} {i['state']:<9} {i['category']:<14} {i['unit']:<12} "
+        f"{i.get('agency') or '-':<12} due {i.get('due_at') or '-'}"
+    ),
 }
 
 

@@ -18,7 +18,11 @@ search over the log (about 25 index probes at 10 million events); then
   of the indicator events up to then, a small log since indicators report monthly or
   quarterly).
 
-The overview combines three projections. When their positions differ (one is catching up
+* citizens' reports from ``rm_reports`` (``received_position``, ``closed_position``,
+  ``rated_position`` and the GiST-indexed ``open_positions``) and, for a report assigned
+  more than once, ``rm_report_history`` (the assignment in effect by then).
+
+The overview combines five projections. When their positions differ (one is catching up
 or rebuilding) it answers from the history at the smallest of them, so an answer is always
 one consistent position of the log.
 """
@@ -39,6 +43,14 @@ from projections.read.devices import device_detail, device_list, devices_by_id
 from projections.read.feed import feed
 from projections.read.kpis import kpi_history, kpi_list
 from projections.read.overview import overview
+from projections.read.places import BBox, Places
+from projections.read.reports import (
+    decode_cursor,
+    open_reports,
+    report_detail,
+    report_list,
+    report_stats,
+)
 from projections.read.services import overdue_list, service_stats, units_present
 
 __all__ = [
@@ -46,18 +58,25 @@ __all__ = [
     "DUE_SOON",
     "OVERVIEW_PROJECTIONS",
     "RADIO_STATUSES",
+    "BBox",
+    "Places",
     "Query",
     "Scope",
+    "decode_cursor",
     "device_detail",
     "device_list",
     "devices_by_id",
     "feed",
     "kpi_history",
     "kpi_list",
+    "open_reports",
     "overdue_list",
     "overview",
     "position_at",
     "positions",
+    "report_detail",
+    "report_list",
+    "report_stats",
     "service_stats",
     "units_present",
 ]

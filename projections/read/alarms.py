@@ -16,27 +16,11 @@ import orjson
 
 from ops_center.province.calendar import iso
 from projections.projection import POSITIONS_TABLE
+from projections.read.common import Query
+from projections.read.places import BBox, Places
 
 #: ``state`` filter values: one state, or ``open`` (active or acknowledged).
 STATE_FILTERS: Final = ("active", "acknowledged", "resolved", "open")
-
-
-class _Query:
-    """A WHERE clause and its arguments ($n placeholders only)."""
-
-    def __init__(self) -> None:
-        self.args: list[Any] = []
-        self.conditions: list[str] = []
-
-    def arg(self, value: Any) -> str:
-        self.args.append(value)
-        return f"${len(self.args)}"
-
-    def where(self, condition: str) -> None:
-        self.conditions.append(condition)
-
-    def clause(self) -> str:
-        return f"WHERE {' AND '.join(self.conditions)}" if self.conditions else ""
 
 
 async def _position(conn: Any) -> int:
@@ -88,12 +72,39 @@ def _json(row: Any) -> dict[str, Any]:
     }
 
 
+#: The place of an alarm's subject from its own coordinates: a device's or a report's.
+_SUBJECT_PLACE: Final = """ LEFT JOIN LATERAL (
+    SELECT d.lat, d.lon FROM rm_devices d WHERE d.kind = a.subject_kind AND d.code = a.subject
+        AND d.lat IS NOT NULL AND d.lon IS NOT NULL
+    UNION ALL
+    SELECT r.lat, r.lon FROM rm_reports r WHERE a.subject_kind = 'report' AND r.code = a.subject
+        AND r.lat IS NOT NULL AND r.lon IS NOT NULL
+    LIMIT 1) place ON true"""
+
+
+def _source(bbox: BBox | None) -> str:
+    return "rm_alarms a" if bbox is None else f"rm_alarms a{_SUBJECT_PLACE}"
+
+
+def _placed(query: Query, bbox: BBox, places: Places) -> None:
+    """The alarm's subject is in the box: by the subject's own coordinates (a device's or
+    a report's), else by the alarm's unit's centroid."""
+    min_lon, min_lat, max_lon, max_lat = (query.arg(float(v)) for v in bbox)
+    units = query.arg(places.units_in(bbox))
+    query.where(
+        f"(CASE WHEN place.lat IS NOT NULL THEN place.lon BETWEEN {min_lon} AND {max_lon} "
+        f"AND place.lat BETWEEN {min_lat} AND {max_lat} ELSE a.unit = ANY({units}::text[]) END)"
+    )
+
+
 def _filters(
-    query: _Query,
+    query: Query,
     state: str | None,
     units: Collection[str] | None,
     severity: str | None,
     cause: str | None,
+    bbox: BBox | None = None,
+    places: Places | None = None,
 ) -> None:
     if state == "open":
         query.where("state <> 'resolved'")
@@ -105,6 +116,8 @@ def _filters(
         query.where(f"severity = {query.arg(severity)}")
     if cause is not None:
         query.where(f"cause = {query.arg(cause)}")
+    if bbox is not None:
+        _placed(query, bbox, places or Places({}))
 
 
 async def alarm_list(
@@ -114,16 +127,21 @@ async def alarm_list(
     units: Collection[str] | None = None,
     severity: str | None = None,
     cause: str | None = None,
+    bbox: BBox | None = None,
+    places: Places | None = None,
     limit: int,
     offset: int = 0,
 ) -> dict[str, Any]:
-    """``GET /api/v1/alarms``: alarms newest first, a page at a time."""
+    """``GET /api/v1/alarms``: alarms newest first, a page at a time. `bbox` keeps the
+    alarms whose subject is placed in the box (its own coordinates, else the alarm's
+    unit's centroid from `places`)."""
     position = await _position(conn)
-    query = _Query()
-    _filters(query, state, units, severity, cause)
-    total = await conn.fetchval(f"SELECT count(*) FROM rm_alarms {query.clause()}", *query.args)
+    query = Query()
+    _filters(query, state, units, severity, cause, bbox, places)
+    source = _source(bbox)
+    total = await conn.fetchval(f"SELECT count(*) FROM {source} {query.clause()}", *query.args)
     rows = await conn.fetch(
-        f"SELECT {_FIELDS} FROM rm_alarms {query.clause()} ORDER BY raised_at DESC, id DESC "
+        f"SELECT {_FIELDS} FROM {source} {query.clause()} ORDER BY raised_at DESC, id DESC "
         f"LIMIT {query.arg(limit)} OFFSET {query.arg(offset)}",
         *query.args,
     )
@@ -197,7 +215,7 @@ async def alarm_detail(conn: Any, alarm: UUID) -> dict[str, Any] | None:
 async def active_count(conn: Any, units: Collection[str] | None, position: int | None) -> int:
     """Alarms in state ``active`` (raised, not yet acknowledged nor resolved): now, or at
     a log position (history by the positions of each change)."""
-    query = _Query()
+    query = Query()
     if position is None:
         query.where("state = 'active'")
     else:

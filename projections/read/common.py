@@ -13,7 +13,7 @@ import orjson
 from ops_center.store.log import EVENTS_TABLE
 from projections.projection import POSITIONS_TABLE, Connection
 
-OVERVIEW_PROJECTIONS: Final = ("devices", "services", "kpis", "alarms")
+OVERVIEW_PROJECTIONS: Final = ("devices", "services", "kpis", "alarms", "reports")
 CAMERA_STATUSES: Final = ("online", "offline", "degraded")
 RADIO_STATUSES: Final = ("online", "offline")
 DUE_SOON: Final = timedelta(hours=24)

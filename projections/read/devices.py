@@ -10,11 +10,16 @@ from ops_center.domain import subject_id
 from ops_center.province.calendar import iso
 from projections.projection import Connection
 from projections.read.common import Query, positions
+from projections.read.places import BBox, Places, placed_within
+
+#: No centroids: devices are placed by their own coordinates only.
+_NOWHERE: Final = Places({})
 
 # -- devices ------------------------------------------------------------------------------
 
 
-def _device_json(row: Any) -> dict[str, Any]:
+def _device_json(row: Any, places: Places) -> dict[str, Any]:
+    lat, lon, located_by = places.locate(row["unit"], row["lat"], row["lon"])
     item: dict[str, Any] = {
         "code": row["code"],
         "kind": row["kind"],
@@ -23,8 +28,9 @@ def _device_json(row: Any) -> dict[str, Any]:
         "status": row["status"],
         "status_at": iso(row["status_at"]),
         "registered_at": iso(row["registered_at"]),
-        "lat": row["lat"],
-        "lon": row["lon"],
+        "lat": lat,
+        "lon": lon,
+        "located_by": located_by,
     }
     if row["kind"] == "camera":
         item["camera_kind"] = row["camera_kind"]
@@ -90,10 +96,14 @@ async def device_list(
     units: Collection[str] | None,
     limit: int,
     offset: int,
+    bbox: BBox | None = None,
+    places: Places = _NOWHERE,
 ) -> dict[str, Any]:
     """``GET /api/v1/devices``: devices of one kind sorted by code, a page at a time.
 
-    `status` ``unknown`` selects devices that never reported one.
+    `status` ``unknown`` selects devices that never reported one. A device is placed by
+    its own coordinates, else at its unit's centroid (`places`); `bbox` keeps the devices
+    placed in the box.
     """
     position = (await positions(conn)).get("devices", 0)
     query = Query(kind)
@@ -104,13 +114,15 @@ async def device_list(
         query.where(f"status = {query.arg(status)}")
     if units is not None:
         query.where(f"unit = ANY({query.arg(list(units))}::text[])")
+    if bbox is not None:
+        placed_within(query, bbox, places)
     total = await conn.fetchval(f"SELECT count(*) FROM rm_devices {query.clause()}", *query.args)
     rows = await conn.fetch(
         f"SELECT {_DEVICE_FIELDS} FROM rm_devices {query.clause()} ORDER BY code "
         f"LIMIT {query.arg(limit)} OFFSET {query.arg(offset)}",
         *query.args,
     )
-    items = [_device_json(row) for row in rows]
+    items = [_device_json(row, places) for row in rows]
     if kind == "radio":
         faults, on_air = await _radio_extras(conn, [row["originator_id"] for row in rows])
         for item, row in zip(items, rows, strict=True):
@@ -126,7 +138,9 @@ async def device_list(
     }
 
 
-async def device_detail(conn: Connection, code: str, kind: str | None) -> list[dict[str, Any]]:
+async def device_detail(
+    conn: Connection, code: str, kind: str | None, places: Places = _NOWHERE
+) -> list[dict[str, Any]]:
     """``GET /api/v1/devices/{code}``: the devices with this code (of this kind): none, one,
     or a camera and a station sharing the code."""
     position = (await positions(conn)).get("devices", 0)
@@ -144,7 +158,7 @@ async def device_detail(conn: Connection, code: str, kind: str | None) -> list[d
     radio_ids = [row["originator_id"] for row in rows if row["kind"] == "radio"]
     faults, on_air = await _radio_extras(conn, radio_ids)
     for row in rows:
-        item = {"position": position, **_device_json(row)}
+        item = {"position": position, **_device_json(row, places)}
         if row["kind"] == "radio":
             item["faults"] = faults[row["originator_id"]]
             item["broadcasts"] = on_air[row["originator_id"]]
@@ -153,7 +167,7 @@ async def device_detail(conn: Connection, code: str, kind: str | None) -> list[d
 
 
 async def devices_by_id(
-    conn: Connection, ids: Sequence[UUID]
+    conn: Connection, ids: Sequence[UUID], places: Places = _NOWHERE
 ) -> tuple[list[dict[str, Any]], list[Any]]:
     """The devices with these aggregate ids as the devices query answers them (cameras,
     then stations, by code), and their rows (``originator_id``, ``kind``, ``unit``...)."""
@@ -162,7 +176,7 @@ async def devices_by_id(
         "WHERE originator_id = ANY($1::uuid[]) ORDER BY kind, code",
         ids,
     )
-    items = [_device_json(row) for row in rows]
+    items = [_device_json(row, places) for row in rows]
     radio = [row["originator_id"] for row in rows if row["kind"] == "radio"]
     faults, on_air = await _radio_extras(conn, radio)
     for item, row in zip(items, rows, strict=True):

@@ -1,5 +1,5 @@
-"""The overview: devices, broadcasts, services, KPIs and alarms at a glance, at one
-consistent position (the smallest of the projections it combines)."""
+"""The overview: devices, broadcasts, services, KPIs, alarms and citizens' reports at a
+glance, at one consistent position (the smallest of the projections it combines)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from projections.read.common import (
     rate,
 )
 from projections.read.kpis import kpi_status_of, scoped_kpis
+from projections.read.reports import report_counts
 from projections.read.services import service_group, service_sums, units_present
 
 # -- overview ---------------------------------------------------------------------------
@@ -63,6 +64,7 @@ async def overview(
                 conn, scope.units, position if historic else None
             )
         },
+        "reports": await report_counts(conn, scope.units, clock, position if historic else None),
     }
 
 

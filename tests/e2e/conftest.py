@@ -78,13 +78,23 @@ class CloudEvents:
         "kpi.defined": None,
         "kpi.reported": "kpi.defined",
         "kpi.target_revised": "kpi.defined",
+        "report.received": None,
+        "report.assigned": "report.received",
+        "report.reassigned": "report.received",
+        "report.resolved": "report.received",
+        "report.rejected": "report.received",
+        "report.rated": "report.received",
     }
+    #: Events a subject needs after its registration before each type (a rating needs
+    #: a resolved report).
+    AFTER_REGISTRATION: Mapping[str, tuple[str, ...]] = {"report.rated": ("report.resolved",)}
     #: Aggregate kind (for `subject_id`) and code prefix by the type's first word.
     KINDS: Mapping[str, tuple[str, str]] = {
         "radio": ("station", "st"),
         "camera": ("camera", "cam"),
         "dossier": ("dossier", "dos"),
         "kpi": ("indicator", "kpi"),
+        "report": ("report", "rep"),
     }
 
     @classmethod
@@ -160,6 +170,25 @@ class CloudEvents:
             },
             "kpi.reported": {"period": "2026-10", "value": 71.5},
             "kpi.target_revised": {"target": 85, "deadline": "2027-06-30"},
+            "report.received": {
+                "category": "environment",
+                "title": "Cống thoát nước bị tắc",
+                "description": "Nước ngập sau mưa, bốc mùi",
+                "unit": cls.UNIT,
+                "channel": "app",
+                "lat": 21.2374,
+                "lon": 106.2514,
+                "photo_url": "https://phananh.example.vn/anh/1.jpg",
+            },
+            "report.assigned": {"agency": cls.AGENCY, "due_at": cls.at(60 * 24)},
+            "report.reassigned": {
+                "agency": cls.UNIT,
+                "due_at": cls.at(60 * 48),
+                "reason": "thuộc thẩm quyền xã",
+            },
+            "report.resolved": {"result": "Đã nạo vét cống"},
+            "report.rejected": {"reason": "Trùng phản ánh khác", "duplicate_of": "rep-0"},
+            "report.rated": {"rating": "satisfied"},
         }
         return examples[event_type]
 
@@ -200,6 +229,16 @@ class CloudEvents:
         if kind is None:
             return None
         return cls.event(kind, subject, time=cls.at(-60))
+
+    @classmethod
+    def prerequisites(cls, event_type: str, subject: str) -> list[dict[str, Any]]:
+        """Every event a valid `event_type` event about `subject` needs stored first: its
+        registration (an hour earlier), then what the type needs after it."""
+        registration = cls.registration(event_type, subject)
+        if registration is None:
+            return []
+        after = cls.AFTER_REGISTRATION.get(event_type, ())
+        return [registration, *(cls.event(t, subject, time=cls.at(-30)) for t in after)]
 
 
 @dataclass(frozen=True, slots=True)

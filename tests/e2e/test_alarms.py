@@ -202,6 +202,69 @@ async def test_dossier_overdue_is_raised_by_the_clock_alone(
     assert resolved["resolved"]["automatic"] is True
 
 
+async def test_report_overdue_is_raised_by_the_clock_alone_and_found_where_it_is(
+    api: Any, keys: dict[str, Any], ce: Any
+) -> None:
+    """An assigned report passing its due time raises `report_overdue` with no event; its
+    resolution resolves it. `bbox` finds alarms by their subject's place: a report's or a
+    camera's own coordinates, else the alarm's unit's centroid (a dossier)."""
+    viewer = keys["viewer"]
+    now = datetime.now(UTC)
+    report = ce.code("report.received")
+    # a place of its own that no other test of this module uses
+    lat, lon = 10.0 + int(uuid4().hex[:4], 16) / 1e5, 104.5
+    due = now + timedelta(seconds=1.5)
+    await api.ingest(
+        ce.event(
+            "report.received",
+            report,
+            time=(now - timedelta(minutes=10)).isoformat(),
+            lat=lat,
+            lon=lon,
+        ),
+        ce.event(
+            "report.assigned",
+            report,
+            time=(now - timedelta(minutes=5)).isoformat(),
+            due_at=due.isoformat(),
+        ),
+    )
+    await asyncio.sleep(0.5)
+    listed = (await api.get("/api/v1/alarms?limit=1000", key=viewer)).body["items"]
+    assert all(item["subject"] != report for item in listed)  # not yet due
+    alarm = await find(api, viewer, report)  # no event sent since
+    assert (alarm["cause"], alarm["subject_kind"], alarm["state"], alarm["severity"]) == (
+        "report_overdue",
+        "report",
+        "active",
+        "warning",
+    )
+    assert (alarm["unit"], alarm["detail"]["agency"]) == (ce.UNIT, ce.AGENCY)
+    assert datetime.fromisoformat(alarm["raised_at"]) == due
+
+    # where: the report by its own coordinates, a dossier by its unit's centroid
+    dossier = ce.code("dossier.received")
+    await api.ingest(ce.event("dossier.received", dossier, time=ce.at(-60)))
+    await find(api, viewer, dossier)
+    box = f"{lon - 0.001},{lat - 0.001},{lon + 0.001},{lat + 0.001}"
+    near = (await api.get(f"/api/v1/alarms?bbox={box}&limit=1000", key=viewer)).body
+    assert [i["subject"] for i in near["items"]] == [report]
+    assert near["total"] == 1
+    centroid = ce.PROFILE.units[ce.UNIT]
+    point = f"{centroid.lon},{centroid.lat},{centroid.lon},{centroid.lat}"
+    at_unit = (await api.get(f"/api/v1/alarms?bbox={point}&limit=1000", key=viewer)).body
+    subjects = {i["subject"] for i in at_unit["items"]}
+    assert dossier in subjects
+    assert report not in subjects  # in the unit, but placed by its own coordinates
+    nowhere = (await api.get("/api/v1/alarms?bbox=0,0,1,1", key=viewer)).body
+    assert (nowhere["total"], nowhere["items"]) == (0, [])
+
+    await api.ingest(ce.event("report.resolved", report, time=datetime.now(UTC).isoformat()))
+    resolved = await find(api, viewer, report, "resolved")
+    assert resolved["resolved"]["automatic"] is True
+    assert resolved["resolved"]["by"] == "rules"
+
+
 async def test_filters_overview_count_and_bad_parameters(
     api: Any, keys: dict[str, Any], ce: Any
 ) -> None:

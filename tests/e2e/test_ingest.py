@@ -64,8 +64,8 @@ def assert_body_shape(body: dict[str, Any]) -> None:
 
 def prerequisites(ce: Any, event_type: str, subject: str) -> list[Event]:
     """The events a valid `event_type` event about `subject` needs stored first."""
-    registration = ce.registration(event_type, subject)
-    return [] if registration is None else [registration]
+    events: list[Event] = ce.prerequisites(event_type, subject)
+    return events
 
 
 # --- HTTP modes -----------------------------------------------------------------------
@@ -642,6 +642,62 @@ REJECTIONS: list[tuple[str, str, Callable[[Event], Event], str, str]] = [
         lambda e: {**e, "data": {**e["data"], "owner": "NO-SUCH-OWNER"}},
         "unknown_agency",
         "/data/owner",
+    ),
+    (
+        "report-lat-range",
+        "report.received",
+        lambda e: {**e, "data": {**e["data"], "lat": 90.01}},
+        "invalid_data",
+        "/data/lat",
+    ),
+    (
+        "report-lon-range",
+        "report.received",
+        lambda e: {**e, "data": {**e["data"], "lon": 181}},
+        "invalid_data",
+        "/data/lon",
+    ),
+    (
+        "report-category",
+        "report.received",
+        lambda e: {**e, "data": {**e["data"], "category": "pothole"}},
+        "invalid_data",
+        "/data/category",
+    ),
+    (
+        "report-unknown-unit",
+        "report.received",
+        lambda e: {**e, "data": {**e["data"], "unit": "NO-SUCH-UNIT"}},
+        "unknown_unit",
+        "/data/unit",
+    ),
+    (
+        "report-unknown-assignee",
+        "report.assigned",
+        lambda e: {**e, "data": {**e["data"], "agency": "NO-SUCH-AGENCY"}},
+        "unknown_agency",
+        "/data/agency",
+    ),
+    (
+        "report-assigned-before-its-reception",
+        "report.assigned",
+        lambda e: {**e, "time": "2026-11-22T07:00:00+07:00"},  # received at 08:00
+        "invalid_transition",
+        "/time",
+    ),
+    (
+        "report-duplicate-of-itself",
+        "report.rejected",
+        lambda e: {**e, "data": {**e["data"], "duplicate_of": e["subject"]}},
+        "invalid_data",
+        "/data/duplicate_of",
+    ),
+    (
+        "report-rating",
+        "report.rated",
+        lambda e: {**e, "data": {"rating": "5 stars"}},
+        "invalid_data",
+        "/data/rating",
     ),
 ]
 

@@ -8,11 +8,13 @@ workstation and fail under CI (``CI`` set), where ``.ci/run`` installs it.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 import pytest
@@ -39,6 +41,11 @@ METRICS = (
     "kpis.on_track",
     "kpis.off_track",
     "alarms.active",
+    "reports.received_today",
+    "reports.open",
+    "reports.overdue",
+    "reports.resolved_today",
+    "reports.satisfaction_rate",
 )
 #: The tiles' values as the page holds them (JSON in ``data-value``) and their texts.
 READ_TILES = """(() => {
@@ -88,9 +95,11 @@ async def tiles(page: Page) -> dict[str, Any]:
 
 async def until_tiles(page: Page, expected: dict[str, Any], within: float = 10.0) -> None:
     """Wait until the tiles named in `expected` show these values."""
+    # compared as JavaScript values (JSON writes 1.0 as 1 there)
     condition = " && ".join(
-        f"document.querySelector('[data-metric=\"{name}\"]').dataset.value === "
-        f"{orjson.dumps(orjson.dumps(value).decode()).decode()}"
+        f"((v) => v !== undefined && JSON.stringify(JSON.parse(v)) === "
+        f"JSON.stringify({orjson.dumps(value).decode()}))"
+        f"(document.querySelector('[data-metric=\"{name}\"]').dataset.value)"
         for name, value in expected.items()
     )
     try:
@@ -345,6 +354,176 @@ async def test_operators_acknowledge_and_resolve_alarms_viewers_only_see_them(
             await tab.close()
 
 
+#: The reports panel's rows and the map's markers as the page shows them.
+READ_PANELS = """(() => {
+  const rows = {};
+  for (const row of document.querySelectorAll('#reports .rrow[data-category]')) {
+    rows[row.dataset.category] = {open: +row.dataset.open, overdue: +row.dataset.overdue,
+                                  label: row.querySelector('.rname').textContent};
+  }
+  const marks = (selector) => [...document.querySelectorAll('#map ' + selector)]
+    .map((n) => [n.dataset.kind, n.dataset.code, n.dataset.state || null]);
+  return {rows, units: marks('[data-kind=unit]'), devices: marks('.dev'), reports: marks('.rep'),
+          note: document.getElementById('map-note').textContent,
+          heading: document.querySelector('.reports h2').textContent};
+})()"""
+
+
+async def every_page(api: Any, key: Any, path: str) -> list[dict[str, Any]]:
+    """Every item of a report list, following `next`."""
+    items: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        reply = await api.get(path if cursor is None else f"{path}&cursor={cursor}", key=key)
+        assert reply.status == 200, reply.body
+        items.extend(reply.body["items"])
+        if reply.body["next"] is None:
+            return items
+        cursor = quote(reply.body["next"])
+
+
+async def expected_panels(api: Any, key: Any) -> dict[str, Any]:
+    """What the reports and map panels must show, from the queries alone."""
+    open_ = await every_page(api, key, "/api/v1/reports?state=open&limit=1000")
+    rows: dict[str, dict[str, int]] = {}
+    for category in {r["category"] for r in open_}:
+        listed = await every_page(api, key, f"/api/v1/reports?state=open&category={category}")
+        late = await every_page(api, key, f"/api/v1/reports?state=overdue&category={category}")
+        rows[category] = {"open": len(listed), "overdue": len(late)}
+    devices = []
+    for kind in ("camera", "radio"):
+        page = (await api.get(f"/api/v1/devices?kind={kind}&limit=1000", key=key)).body
+        devices += [(d["kind"], d["code"], d["status"] or "unknown") for d in page["items"]]
+    units = (await api.get("/api/v1/units", key=key)).body["items"]
+    return {
+        "rows": rows,
+        "units": sorted(("unit", u["code"], None) for u in units if "lat" in u),
+        "devices": sorted(devices),
+        "reports": sorted(("report", r["code"], r["state"]) for r in open_),
+    }
+
+
+async def shown_panels(page: Page) -> dict[str, Any]:
+    shown = await page.evaluate(READ_PANELS)
+    return {
+        "rows": {c: {"open": r["open"], "overdue": r["overdue"]} for c, r in shown["rows"].items()},
+        "units": sorted(tuple(m) for m in shown["units"]),
+        "devices": sorted(tuple(m) for m in shown["devices"]),
+        "reports": sorted(tuple(m) for m in shown["reports"]),
+    }
+
+
+async def until_panels(page: Page, api: Any, key: Any, within: float = 10.0) -> dict[str, Any]:
+    """Wait until the panels show what the queries answer now; that answer."""
+    expected = await expected_panels(api, key)
+    async with asyncio.timeout(within):
+        while (shown := await shown_panels(page)) != expected:
+            await asyncio.sleep(0.1)
+            expected = await expected_panels(api, key)
+    return shown
+
+
+async def test_the_reports_panel_and_the_map_equal_the_queries_and_follow_live(
+    own_database: str, browser: Chromium, make_api: Any, make_key: Any, ce: Any
+) -> None:
+    """Reports by category, the reports' figures and the map's units, devices and open
+    reports are what the queries answer; a new overdue report shows on both, live, and
+    leaves them when it is resolved."""
+    api = await make_api(database_url=own_database, stream_refresh_seconds=3600.0)
+    viewer = make_key("viewer", url=own_database)
+    tab = await browser.new_page(1920, 1080)
+    try:
+        cameras = [ce.code("camera.registered") for _ in range(3)]
+        station = ce.code("radio.station.registered")
+        events = [ce.event("camera.registered", c, time=now(-30)) for c in cameras]
+        events += [
+            ce.event("camera.status", cameras[0], time=now(-2), status="online"),
+            ce.event("camera.status", cameras[1], time=now(-2), status="offline"),
+            ce.event("radio.station.registered", station, time=now(-30), lat=None, lon=None),
+            ce.event("radio.station.status", station, time=now(-2), status="online"),
+        ]
+        reports = [ce.code("report.received") for _ in range(4)]
+        events += [
+            # new, by its own coordinates
+            ce.event("report.received", reports[0], time=now(-50), category="traffic"),
+            # assigned, due tomorrow; no coordinates: at its unit's centroid
+            ce.event("report.received", reports[1], time=now(-40), lat=None, lon=None),
+            ce.event("report.assigned", reports[1], time=now(-35), due_at=now(60 * 24)),
+            # assigned, overdue
+            ce.event("report.received", reports[2], time=now(-30), category="utilities"),
+            ce.event("report.assigned", reports[2], time=now(-25), due_at=now(-5)),
+            # resolved and rated: not on the map
+            ce.event("report.received", reports[3], time=now(-20)),
+            ce.event("report.resolved", reports[3], time=now(-10)),
+            ce.event("report.rated", reports[3], time=now(-5), rating="satisfied"),
+        ]
+        await api.ingest(*events)
+        await open_live(tab, api, viewer.secret)
+        answer = await overview(api, viewer)
+        await until_tiles(tab, {name: at(answer, name) for name in METRICS})
+        assert answer["reports"] == {
+            "received_today": answer["reports"]["received_today"],
+            "open": 3,
+            "overdue": 1,
+            "resolved_today": answer["reports"]["resolved_today"],
+            "satisfaction_rate": 1.0,
+        }
+        shown = await until_panels(tab, api, viewer)
+        assert shown["rows"] == {
+            "traffic": {"open": 1, "overdue": 0},
+            "environment": {"open": 1, "overdue": 0},
+            "utilities": {"open": 1, "overdue": 1},
+        }
+        assert len(shown["units"]) == len(ce.PROFILE.units)
+        assert sorted(code for _, code, _ in shown["devices"]) == sorted([*cameras, station])
+        assert ("camera", cameras[1], "offline") in shown["devices"]
+        assert ("camera", cameras[2], "unknown") in shown["devices"]
+        assert ("report", reports[2], "overdue") in shown["reports"]
+        assert reports[3] not in {code for _, code, _ in shown["reports"]}
+        panels = await tab.evaluate(READ_PANELS)
+        assert panels["heading"] == "Phản ánh hiện trường"
+        assert panels["rows"]["utilities"]["label"] == "Điện, nước, chiếu sáng"
+        assert "1 mất kết nối" in panels["note"]
+        assert "1 quá hạn" in panels["note"]
+        # the overdue report is red on the map, with a halo
+        overdue_mark = f"#map .rep[data-code={orjson.dumps(reports[2]).decode()}]"
+        assert await tab.evaluate(
+            f"document.querySelector('{overdue_mark}').classList.contains('overdue')"
+        )
+        assert await tab.evaluate("document.querySelectorAll('#map .halo').length") == 1
+
+        # live: a new overdue report in another category shows on the panel and the map
+        late = ce.code("report.received")
+        await api.ingest(
+            ce.event("report.received", late, time=now(-15), category="security"),
+            ce.event("report.assigned", late, time=now(-14), due_at=now(-1)),
+        )
+        mark = f"#map .rep[data-code={orjson.dumps(late).decode()}]"
+        await tab.wait_for(f"document.querySelector('{mark}') !== null", 10)
+        await until_tiles(tab, {"reports.open": 4, "reports.overdue": 2})
+        shown = await until_panels(tab, api, viewer)
+        assert shown["rows"]["security"] == {"open": 1, "overdue": 1}
+        assert ("report", late, "overdue") in shown["reports"]
+        # resolved: it leaves the panel and the map
+        await api.ingest(ce.event("report.resolved", late, time=now(0)))
+        await tab.wait_for(f"document.querySelector('{mark}') === null", 10)
+        await until_tiles(tab, {"reports.open": 3, "reports.overdue": 1})
+        shown = await until_panels(tab, api, viewer)
+        assert "security" not in shown["rows"]
+        answer = await overview(api, viewer)
+        assert await tiles(tab) == {name: at(answer, name) for name in METRICS}
+
+        # in English
+        await tab.evaluate("document.getElementById('lang').click()")
+        panels = await tab.evaluate(READ_PANELS)
+        assert panels["heading"] == "Citizens' field reports"
+        assert panels["rows"]["utilities"]["label"] == "Utilities"
+        assert "open reports" in panels["note"]
+        assert tab.errors == [], tab.errors
+    finally:
+        await tab.close()
+
+
 def delta_cases(count: int = 300) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
     """Random states and deltas of every topic (seeded): merges with nested objects, nulls
     and lists; items added, replaced and removed, with extra top-level keys."""
@@ -361,12 +540,14 @@ def delta_cases(count: int = 300) -> list[tuple[str, dict[str, Any], dict[str, A
         }
 
     def item(name: str, n: int) -> dict[str, Any]:
-        base = {"value": rng.randint(0, 9), "raised_at": f"2026-11-22T0{rng.randint(0, 9)}:00"}
+        moment = f"2026-11-22T0{rng.randint(0, 9)}:00"
+        base = {"value": rng.randint(0, 9), "raised_at": moment, "received_at": moment}
         keys = {
             "devices": {"kind": rng.choice(["camera", "radio"]), "code": f"C{n}"},
             "kpis": {"code": f"K{n}"},
             "feed": {"position": n},
             "alarms": {"id": f"a{n}"},
+            "reports": {"code": f"P{n}"},
         }[name]
         return {**base, **keys}
 

@@ -90,6 +90,15 @@ async def test_overview_gives_exact_figures_of_the_known_world(world_api: Any) -
         },
         "kpis": {"on_track": 3, "off_track": 2},
         "alarms": {"active": 0},
+        # P2, P3, P5 received today; P1 (overdue) and P2 (new) open; P3 (on time) and P4
+        # (late) resolved today; rated: P3 satisfied, P4 dissatisfied
+        "reports": {
+            "received_today": 3,
+            "open": 2,
+            "overdue": 1,
+            "resolved_today": 2,
+            "satisfaction_rate": 0.5,
+        },
     }
 
 
@@ -112,6 +121,14 @@ async def test_overview_of_a_unit_includes_its_descendants_only(world_api: Any) 
         },
         "kpis": {"on_track": 1, "off_track": 0},
         "alarms": {"active": 0},
+        # P1, P3 and P5 are in MS-D01
+        "reports": {
+            "received_today": 2,
+            "open": 1,
+            "overdue": 1,
+            "resolved_today": 1,
+            "satisfaction_rate": 1.0,
+        },
     }
     commune = await world_api.get("/api/v1/overview?unit=MS-D02-C01")
     assert commune.body["devices"]["camera"] == {"online": 1, "offline": 0, "degraded": 1}

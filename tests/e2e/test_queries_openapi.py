@@ -21,6 +21,9 @@ CORE_PATHS = {
     "/api/v1/kpis",
     "/api/v1/kpis/{code}/history",
     "/api/v1/feed",
+    "/api/v1/reports",
+    "/api/v1/reports/stats",
+    "/api/v1/reports/{code}",
     "/api/v1/openapi.json",
 }
 

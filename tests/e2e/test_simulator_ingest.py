@@ -39,7 +39,13 @@ async def test_a_simulated_day_is_accepted_whole_and_a_resend_is_only_duplicates
     api = await make_api(key=viewer, database_url=own_database)
     base = str(api.client.make_url("/"))
     events = Province(START, seed=11, run="e2e-day").advance(START + timedelta(hours=19))
-    assert {e["type"].split(".")[0] for e in events} == {"radio", "camera", "dossier", "kpi"}
+    assert {e["type"].split(".")[0] for e in events} == {
+        "radio",
+        "camera",
+        "dossier",
+        "kpi",
+        "report",
+    }
 
     async with Sender(base, feeder.secret) as sender:
         await sender.send(events)

@@ -108,6 +108,7 @@ async def test_overview_snapshot_then_deltas_equal_the_query(make_api, viewer_ke
         "services",
         "kpis",
         "alarms",
+        "reports",
     }
     positions = await api.ingest(*camera_online(ce))
     state = await client.at("overview", positions[-1])
@@ -375,6 +376,69 @@ async def test_resume_from_a_position_out_of_the_window_sends_a_snapshot(make_ap
     assert client.screen.snapshots == {"devices": 1, "overview": 1}
     assert client.screen.positions["overview"] >= last
     assert client.screen.states["devices"] == await devices_answer(api, viewer_key)
+
+
+async def reports_answer(api: Any, key: Any, unit: str | None = None) -> dict[str, Any]:
+    """The open reports as the reports topic shows them: every page of the list."""
+    items: list[dict[str, Any]] = []
+    positions = set()
+    path = "/api/v1/reports?state=open&limit=1000"
+    if unit is not None:
+        path += f"&unit={quote(unit)}"
+    cursor = None
+    while True:
+        page = (await api.get(path if cursor is None else f"{path}&cursor={cursor}", key=key)).body
+        positions.add(page["position"])
+        items.extend(page["items"])
+        if page["next"] is None:
+            break
+        cursor = quote(page["next"])
+    assert len(positions) == 1, positions
+    return {"position": positions.pop(), "items": items}
+
+
+async def test_reports_topic_snapshot_deltas_and_resume(make_api, viewer_key, ce):
+    """The reports topic is the open reports of the scope: a new report shows, a resolved
+    one leaves; a screen that reconnects with `since` gets what it missed as a delta."""
+    api = await make_api()
+    first = await connect(api, viewer_key)
+    await first.subscribe("reports", unit=ce.UNIT)
+    snapshot = await first.frame()
+    assert snapshot["op"] == "snapshot"
+    assert snapshot["data"] == await reports_answer(api, viewer_key, ce.UNIT)
+    report = ce.code("report.received")
+    positions = await api.ingest(
+        ce.event("report.received", report, time=now_iso(-10)),
+        ce.event("report.assigned", report, time=now_iso(-5), due_at=now_iso(60 * 72)),
+    )
+    state = await first.at("reports", positions[-1])
+    assert first.screen.deltas["reports"] >= 1
+    mine = [i for i in state["items"] if i["code"] == report]
+    assert [(i["state"], i["agency"], i["located_by"]) for i in mine] == [
+        ("assigned", ce.AGENCY, "self")
+    ]
+    assert state == await reports_answer(api, viewer_key, ce.UNIT)
+    await first.ws.close()
+
+    # missed while away: the report is resolved, another one received
+    other = ce.code("report.received")
+    missed = await api.ingest(
+        ce.event("report.resolved", report, time=now_iso(-1)),
+        ce.event("report.received", other, time=now_iso(-1), lat=None, lon=None),
+    )
+    second = await connect(api, viewer_key)
+    second.screen = first.screen  # the same screen, reconnected
+    snapshots = dict(second.screen.snapshots)
+    await second.subscribe("reports", unit=ce.UNIT, since=first.screen.positions["reports"])
+    frame = await second.frame()
+    assert frame["op"] == "delta"
+    assert {"code": report} in frame["data"]["removed"]
+    state = await second.at("reports", missed[-1])
+    assert second.screen.snapshots == snapshots  # replayed, not reloaded
+    assert report not in {i["code"] for i in state["items"]}
+    added = [i for i in state["items"] if i["code"] == other]
+    assert [(i["state"], i["located_by"]) for i in added] == [("new", "unit")]
+    assert state == await reports_answer(api, viewer_key, ce.UNIT)
 
 
 async def test_resume_when_nothing_changed_sends_nothing(make_api, viewer_key, ce):

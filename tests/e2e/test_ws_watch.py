@@ -10,6 +10,7 @@ from test_ws import camera_online, settled
 
 from ops_center.cli.main import build_parser
 from ops_center.tools.watch import Watcher, render
+from streams.topics import TOPICS
 from web.appkeys import WEBSOCKETS
 from web.ws import close_websockets
 
@@ -56,6 +57,30 @@ def test_render_shows_figures_and_items():
     assert text.splitlines() == ["overview at position 3", "  alarms:", "    active: 2"]
     feed = {"position": 9, "items": [{"position": 9, "time": "t", "type": "camera.status"}]}
     assert "camera.status" in render("feed", feed, 9)
+
+
+def test_render_draws_every_items_topic():
+    """Each items topic has a line per item (a topic without one would stop `watch`)."""
+    samples = {
+        "devices": {"kind": "camera", "code": "CAM-1", "status": "online", "unit": "U"},
+        "kpis": {"code": "K", "status": "met", "latest": None, "target": 1, "measure": "%"},
+        "feed": {"position": 9, "time": "t", "type": "camera.status"},
+        "alarms": {"id": "a", "cause": "device_offline"},
+        "reports": {
+            "code": "PA-1",
+            "state": "overdue",
+            "category": "environment",
+            "unit": "MS-D01-C01",
+            "agency": "SXD",
+            "due_at": "2026-11-22T17:00:00+07:00",
+        },
+    }
+    items_topics = {name for name, topic in TOPICS.items() if topic.delta == "items"}
+    assert set(samples) == items_topics
+    for name, item in samples.items():
+        lines = render(name, {"position": 1, "items": [item]}, 1).splitlines()
+        assert lines[1] == "  1 item(s)"
+    assert "overdue" in render("reports", {"items": [samples["reports"]]}, 1)
 
 
 def test_watch_is_a_command():

@@ -227,6 +227,61 @@ def test_a_dossier_completed_late_during_a_catch_up_still_had_its_alarm(world: W
     assert alarm.raised_at == at(60).isoformat()
 
 
+def test_report_overdue_is_raised_by_the_clock_alone_and_clears_when_resolved(
+    world: World,
+) -> None:
+    ev = world.ev
+    world.ingest(
+        ev.field_report("PA-1", UNIT, at(0)),
+        ev.report_assigned("PA-1", "SXD", at(60), at(5)),
+        ev.field_report("PA-2", UNIT, at(0)),  # never assigned: never overdue
+    )
+    assert world.run(at(59)) == 0
+    head = world.engine.position()[0]
+    assert world.run(at(61)) == 1  # no event since
+    assert world.engine.position()[0] == head
+    (alarm,) = world.alarms("report_overdue")
+    assert (alarm.state, alarm.raised_at, alarm.subject_kind, alarm.unit) == (
+        "active",
+        at(60).isoformat(),
+        "report",
+        UNIT,
+    )
+    assert world.run(at(120)) == 0  # still overdue: nothing new
+    world.ingest(ev.report_resolved("PA-1", at(130)))
+    world.run(at(131))
+    assert world.alarms("report_overdue")[0].state == "resolved"
+    assert len(world.alarms("report_overdue")) == 1
+
+
+async def test_report_overdue_alarms_are_raised_once_across_a_restart(world: World) -> None:
+    ev = world.ev
+    raws: list[dict[str, Any]] = []
+    for n in range(30):
+        raws += [
+            ev.field_report(f"PA-R{n}", UNIT, at(0)),
+            ev.report_assigned(f"PA-R{n}", "SXD", at(10), at(1)),
+        ]
+    await asyncio.to_thread(world.ingest, *raws)
+    small = RulesEngine(world.desk, THRESHOLDS, PROFILE.unit_of, batch=5)
+    runner = Follower(world.url, [], rules=small, batch=5, tick=0.05, clock=lambda: at(20))
+    runner.start()
+    async with asyncio.timeout(10):
+        await runner.wait_for(20)
+    await runner.stop()  # cancelled mid-way
+    assert 0 < len(world.alarms("report_overdue")) < 30
+    again = Follower(world.url, [], rules=small, batch=5, tick=0.05, clock=lambda: at(20))
+    again.start()
+    try:
+        async with asyncio.timeout(10):
+            await again.wait_for(60)  # the step that applies the events raises in it
+    finally:
+        await again.stop()
+    raised = [a for a, name, _ in world.alarm_events() if name == "Raised"]
+    assert len(raised) == len(set(raised)) == 30
+    assert {a.subject for a in world.alarms()} == {f"PA-R{n}" for n in range(30)}
+
+
 def test_kpi_off_track_raises_and_clears_when_back_on_track(world: World) -> None:
     ev = world.ev
     world.ingest(

@@ -129,8 +129,32 @@ def busy_world(count: int, seed: int = 3) -> list[dict[str, Any]]:
                 out.append(e.restored(f"S{rng.randrange(3)}", rng.randint(1, 4), moment))
         elif roll < 0.8:
             out.append(e.camera_alert(f"C{rng.randrange(5)}", f"a{n}", moment))
-        elif roll < 0.9:
+        elif roll < 0.85:
             out.append(e.report("K", f"2026-{rng.randint(1, 12):02d}", rng.random() * 100, moment))
+        elif roll < 0.9:
+            # a field report: received, then (in later events, some late) assigned,
+            # reassigned, resolved or rejected, rated
+            code = f"BUSY-P{n}"
+            out.append(e.field_report(code, rng.choice(["MS-D01-C01", "MS-D02-C01"]), moment))
+            assigned = moment + timedelta(minutes=rng.randint(0, 60))
+            out.append(
+                e.report_assigned(
+                    code, "STTTT", assigned + timedelta(hours=rng.randint(1, 30)), assigned
+                )
+            )
+            for _ in range(rng.randint(0, 2)):  # reassignments, at any time after the reception
+                at = moment + timedelta(minutes=rng.randint(0, 300))
+                out.append(
+                    e.report_reassigned(code, "SYT", at + timedelta(hours=rng.randint(1, 30)), at)
+                )
+            closing = moment + timedelta(minutes=rng.randint(301, 3000))
+            if rng.random() < 0.7:
+                out.append(e.report_resolved(code, closing))
+                if rng.random() < 0.6:
+                    rating = rng.choice(["satisfied", "dissatisfied"])
+                    out.append(e.report_rated(code, rating, closing + timedelta(hours=1)))
+            elif rng.random() < 0.5:
+                out.append(e.report_rejected(code, closing))
         else:
             code = f"BUSY-D{n}"
             out.append(e.dossier(code, moment, moment + timedelta(hours=rng.randint(1, 48))))
@@ -406,7 +430,7 @@ async def test_overview_is_one_consistent_position_when_projections_differ(
     """While one projection is ahead, the overview answers at the smallest position."""
     from projections import read
 
-    projections = create_projections(["devices", "services", "kpis", "alarms"])
+    projections = create_projections(["devices", "services", "kpis", "alarms", "reports"])
     await ensure_schema(conn, projections)
     world = known_world(datetime.now(TZ))
     for batch in world[:4]:
@@ -450,6 +474,7 @@ async def test_history_at_the_last_position_equals_the_current_tables(
         history_past = await read.kpi_history(conn, "K", as_of=clock)
     assert past == current
     assert current["devices"]["camera"] != {"online": 0, "offline": 0, "degraded": 0}
+    assert current["reports"]["open"] > 0
     assert kpis_past["items"] == kpis["items"]
     assert kpis["items"][0]["periods"] > 1
     assert history is not None

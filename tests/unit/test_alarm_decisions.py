@@ -306,3 +306,109 @@ def test_a_repeated_registration_updates_the_facts_without_a_code() -> None:
     older = fold(after, "Camera.Reregistered", {**state, "name": "cũ"}, at(1))
     assert older is not None
     assert older["name"] == "Cổng chợ mới"
+
+
+# -- citizens' field reports ------------------------------------------------------------------
+
+REPORT = uuid5(NS, "PA-1")
+RECEIVED = {
+    "code": "PA-1",
+    "category": "environment",
+    "title": "Cống bị tắc",
+    "description": None,
+    "unit": "MS-D01-C01",
+    "channel": "app",
+    "lat": None,
+    "lon": None,
+    "photo_url": None,
+}
+
+
+def assigned(due_minutes: float, agency: str = "SXD") -> dict[str, Any]:
+    return {"agency": agency, "due_at": at(due_minutes).isoformat()}
+
+
+def test_an_assigned_report_raises_by_the_clock_alone_when_its_due_time_passes() -> None:
+    rules = book()
+    rules.on_event(REPORT, "Report.Received", RECEIVED, at(0), at(0))
+    rules.on_clock(REPORT, at(500))
+    assert rules.touched == {}  # not assigned: no due time
+    rules.on_event(REPORT, "Report.Assigned", assigned(60), at(1), at(1))
+    rules.on_clock(REPORT, at(59.9))
+    assert rules.touched == {}
+    rules.on_clock(REPORT, at(60))  # no event: the clock alone
+    (alarm,) = rules.touched.values()
+    assert (alarm.cause, alarm.subject_kind, alarm.subject, alarm.unit) == (
+        "report_overdue",
+        "report",
+        "PA-1",
+        "MS-D01-C01",
+    )
+    assert (alarm.raised_at, alarm.severity, alarm.state) == (
+        at(60).isoformat(),
+        "warning",
+        "active",
+    )
+    assert alarm.summary == "Report PA-1 (Cống bị tắc) is past its due time"
+    assert alarm.detail == {
+        "due_at": at(60).isoformat(),
+        "agency": "SXD",
+        "category": "environment",
+    }
+    # still overdue later: nothing new
+    rules.on_clock(REPORT, at(90))
+    assert alarm.repeats == 0
+    # resolved (late): the alarm resolves by itself, at the resolution's time
+    rules.on_event(REPORT, "Report.Resolved", {"result": "xong", "on_time": False}, at(95), at(96))
+    assert (alarm.state, alarm.resolved_by) == ("resolved", "rules")
+    assert rules.facts[REPORT]["open"] is False
+
+
+def test_a_rejected_report_resolves_its_overdue_alarm() -> None:
+    rules = book()
+    rules.on_event(REPORT, "Report.Received", RECEIVED, at(0), at(0))
+    rules.on_event(REPORT, "Report.Assigned", assigned(10), at(1), at(20))
+    assert rules.touched == {}  # judged at the event's time
+    rules.on_clock(REPORT, at(20))  # then at the clock, as the engine does after the events
+    (alarm,) = rules.touched.values()
+    assert alarm.raised_at == at(10).isoformat()  # at its due time, though seen later
+    rules.on_event(
+        REPORT, "Report.Rejected", {"reason": "trùng", "duplicate_of": None}, at(30), at(30)
+    )
+    assert alarm.state == "resolved"
+
+
+def test_a_reassignment_moves_the_due_time_and_a_late_one_changes_nothing() -> None:
+    rules = book()
+    rules.on_event(REPORT, "Report.Received", RECEIVED, at(0), at(0))
+    rules.on_event(REPORT, "Report.Assigned", assigned(60), at(1), at(1))
+    rules.on_event(
+        REPORT, "Report.Reassigned", {**assigned(240, "U1"), "reason": None}, at(30), at(30)
+    )
+    rules.on_clock(REPORT, at(100))
+    assert rules.touched == {}  # the due time in effect is 240
+    # an older reassignment arriving late keeps the due time in effect
+    rules.on_event(REPORT, "Report.Reassigned", {**assigned(61), "reason": None}, at(20), at(101))
+    assert rules.touched == {}
+    assert rules.facts[REPORT]["agency"] == "U1"
+    rules.on_clock(REPORT, at(240))
+    (alarm,) = rules.touched.values()
+    assert (alarm.raised_at, alarm.detail["agency"]) == (at(240).isoformat(), "U1")
+    # reassigned with a later due time: no longer overdue, the alarm clears by itself
+    rules.on_event(
+        REPORT, "Report.Reassigned", {**assigned(900, "SXD"), "reason": None}, at(250), at(250)
+    )
+    assert alarm.state == "resolved"
+    # and it raises again (a new occurrence) when that one passes
+    rules.on_clock(REPORT, at(900))
+    second = [a for a in rules.touched.values() if a.id != alarm.id]
+    assert [(a.occurrence, a.raised_at) for a in second] == [(2, at(900).isoformat())]
+
+
+def test_a_report_resolved_in_time_never_raises() -> None:
+    rules = book()
+    rules.on_event(REPORT, "Report.Received", RECEIVED, at(0), at(0))
+    rules.on_event(REPORT, "Report.Assigned", assigned(60), at(1), at(1))
+    rules.on_event(REPORT, "Report.Resolved", {"result": "xong", "on_time": True}, at(59), at(59))
+    rules.on_clock(REPORT, at(600))
+    assert rules.touched == {}

@@ -55,6 +55,16 @@ CONTRACT: dict[str, tuple[str, set[str], set[str]]] = {
     ),
     "kpi.reported": ("indicator", {"period", "value"}, set()),
     "kpi.target_revised": ("indicator", {"target", "deadline"}, set()),
+    "report.received": (
+        "report",
+        {"category", "title", "unit", "channel"},
+        {"description", "lat", "lon", "photo_url"},
+    ),
+    "report.assigned": ("report", {"agency", "due_at"}, set()),
+    "report.reassigned": ("report", {"agency", "due_at"}, {"reason"}),
+    "report.resolved": ("report", {"result"}, set()),
+    "report.rejected": ("report", {"reason"}, {"duplicate_of"}),
+    "report.rated": ("report", {"rating"}, set()),
 }
 
 #: docs/CONTRACT.md §3: every enumerated field and its exact values.
@@ -79,6 +89,21 @@ ENUMS: list[tuple[str, str, tuple[str, ...]]] = [
         ("digital_government", "digital_economy", "digital_society", "infrastructure"),
     ),
     ("kpi.defined", "direction", ("increase", "decrease")),
+    (
+        "report.received",
+        "category",
+        (
+            "traffic",
+            "environment",
+            "urban_order",
+            "security",
+            "utilities",
+            "public_health",
+            "other",
+        ),
+    ),
+    ("report.received", "channel", ("app", "hotline", "web", "social")),
+    ("report.rated", "rating", ("satisfied", "dissatisfied")),
 ]
 
 #: Valid data with every field, for every type.
@@ -134,6 +159,25 @@ VALID: dict[str, dict[str, Any]] = {
     },
     "kpi.reported": {"period": "2026-Q3", "value": -3},
     "kpi.target_revised": {"target": 90, "deadline": "2027-06-30"},
+    "report.received": {
+        "category": "environment",
+        "title": "Cống thoát nước bị tắc",
+        "description": "Nước ngập sau mưa, mùi hôi",
+        "unit": "MS-D01-C01",
+        "channel": "app",
+        "lat": 21.24,
+        "lon": 106.25,
+        "photo_url": "https://app.example.vn/p/1.jpg",
+    },
+    "report.assigned": {"agency": "STTTT", "due_at": "2026-11-24T17:00:00+07:00"},
+    "report.reassigned": {
+        "agency": "MS-D01-C01",
+        "due_at": "2026-11-25T17:00:00+07:00",
+        "reason": "thuộc thẩm quyền xã",
+    },
+    "report.resolved": {"result": "Đã nạo vét cống"},
+    "report.rejected": {"reason": "trùng phản ánh khác", "duplicate_of": "PA-0001"},
+    "report.rated": {"rating": "satisfied"},
 }
 
 
@@ -173,7 +217,7 @@ def test_enumerations_accept_exactly_the_contract_values(
     for value in values:
         data = {**VALID[event_type], field: value}
         assert validate_data(kind(event_type), data, REFS)[field] == value
-    error = invalid(event_type, **{field: "other"})
+    error = invalid(event_type, **{field: "unlisted"})
     assert (error.code, error.pointer) == ("invalid_data", f"/data/{field}")
     assert error.detail == f"must be one of {', '.join(values)}"
     for wrong in (values[0].upper(), f" {values[0]}", 1, [values[0]]):
@@ -255,6 +299,11 @@ def test_text_fields_are_stripped() -> None:
         ("kpi.defined", "measure", "m" * 41, "must be at most 40 characters"),
         ("dossier.withdrawn", "reason", "r" * 1001, "must be at most 1000 characters"),
         ("radio.broadcast.ended", "broadcast_id", "b" * 129, "must be at most 128 characters"),
+        ("report.received", "title", "t" * 201, "must be at most 200 characters"),
+        ("report.received", "description", "d" * 4001, "must be at most 4000 characters"),
+        ("report.resolved", "result", " ", "must not be empty"),
+        ("report.rejected", "reason", "r" * 1001, "must be at most 1000 characters"),
+        ("report.reassigned", "reason", "r" * 1001, "must be at most 1000 characters"),
     ],
 )
 def test_text_limits(event_type: str, field: str, value: Any, detail: str) -> None:
@@ -294,12 +343,13 @@ def test_numbers_must_be_json_numbers(value: Any) -> None:
     [("lat", (-90, 90, 0.0, 21.03), (-90.01, 90.5, 1000)), ("lon", (-180, 180), (180.1, -181))],
 )
 def test_coordinate_ranges(field: str, ok: tuple[float, ...], bad: tuple[float, ...]) -> None:
-    for value in ok:
-        data = {**VALID["camera.registered"], field: value}
-        assert validate_data(kind("camera.registered"), data, REFS)[field] == value
-    for value in bad:
-        error = invalid("camera.registered", **{field: value})
-        assert (error.code, error.pointer) == ("invalid_data", f"/data/{field}")
+    for event_type in ("camera.registered", "report.received"):
+        for value in ok:
+            data = {**VALID[event_type], field: value}
+            assert validate_data(kind(event_type), data, REFS)[field] == value
+        for value in bad:
+            error = invalid(event_type, **{field: value})
+            assert (error.code, error.pointer) == ("invalid_data", f"/data/{field}")
 
 
 @pytest.mark.parametrize("value", ["2026-02-30", "2026-13-01", "31/12/2026", "20261231", 2026])
@@ -328,27 +378,33 @@ def test_invalid_periods(value: Any) -> None:
 def test_snapshot_url_must_be_http(value: str) -> None:
     error = invalid("camera.alert", snapshot_url=value)
     assert (error.code, error.pointer) == ("invalid_data", "/data/snapshot_url")
+    error = invalid("report.received", photo_url=value)
+    assert (error.code, error.pointer) == ("invalid_data", "/data/photo_url")
 
 
 @pytest.mark.parametrize(
     "value", ["2026-11-27T17:00:00", "2026-11-27", "tomorrow", "2026-11-31T17:00:00+07:00", 1]
 )
 def test_due_at_must_be_a_time_with_offset(value: Any) -> None:
-    error = invalid("dossier.received", due_at=value)
-    assert (error.code, error.pointer) == ("invalid_data", "/data/due_at")
+    for event_type in ("dossier.received", "report.assigned", "report.reassigned"):
+        error = invalid(event_type, due_at=value)
+        assert (error.code, error.pointer) == ("invalid_data", "/data/due_at")
 
 
 @pytest.mark.parametrize("value", ["has space", "", "-x", "ô", "x" * 65])
 def test_code_fields_must_be_codes(value: str) -> None:
     error = invalid("dossier.received", procedure_code=value)
     assert (error.code, error.pointer) == ("invalid_data", "/data/procedure_code")
+    error = invalid("report.rejected", duplicate_of=value)
+    assert (error.code, error.pointer) == ("invalid_data", "/data/duplicate_of")
 
 
 # --- references ----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    "event_type", ["radio.station.registered", "camera.registered", "dossier.received"]
+    "event_type",
+    ["radio.station.registered", "camera.registered", "dossier.received", "report.received"],
 )
 def test_unknown_unit(event_type: str) -> None:
     error = invalid(event_type, unit="XX-99")
@@ -374,6 +430,20 @@ def test_kpi_owner_may_be_an_agency_or_a_unit(owner: str) -> None:
 def test_unknown_kpi_owner_is_unknown_agency() -> None:
     error = invalid("kpi.defined", owner="NOBODY")
     assert (error.code, error.pointer) == ("unknown_agency", "/data/owner")
+
+
+@pytest.mark.parametrize("event_type", ["report.assigned", "report.reassigned"])
+@pytest.mark.parametrize("agency", ["SNV", "MS-D01-C01"])
+def test_a_report_is_assigned_to_an_agency_or_a_commune(event_type: str, agency: str) -> None:
+    data = {**VALID[event_type], "agency": agency}
+    assert validate_data(kind(event_type), data, REFS)["agency"] == agency
+
+
+@pytest.mark.parametrize("event_type", ["report.assigned", "report.reassigned"])
+def test_a_report_assigned_to_nobody_known_is_unknown_agency(event_type: str) -> None:
+    error = invalid(event_type, agency="NOBODY")
+    assert (error.code, error.pointer) == ("unknown_agency", "/data/agency")
+    assert "NOBODY" in error.detail
 
 
 # --- the field validators ------------------------------------------------------------------

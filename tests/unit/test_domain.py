@@ -15,9 +15,10 @@ from eventsourcing.domain import Aggregate
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ops_center.domain import Camera, Dossier, Indicator, Meta, RadioStation, subject_id
+from ops_center.domain import Camera, Dossier, Indicator, Meta, RadioStation, Report, subject_id
 from ops_center.domain.errors import Rejection
 from ops_center.domain.radio import ENDED_MEMORY
+from ops_center.domain.report import ASSIGNED, NEW, REJECTED, RESOLVED
 from ops_center.ingest.catalogue import CATALOGUE
 from ops_center.ingest.decisions import AGGREGATE_TYPES, aggregate_id, decide
 
@@ -131,6 +132,30 @@ def indicator() -> Indicator:
     return ind
 
 
+def report(minute: int = 0, code: str = "PA-1") -> Report:
+    rep = apply(
+        None,
+        "report.received",
+        code,
+        {
+            "category": "environment",
+            "title": "Cống bị tắc",
+            "unit": "U1",
+            "channel": "app",
+            "lat": 21.2,
+            "lon": 106.2,
+        },
+        minute,
+    )
+    assert isinstance(rep, Report)
+    return rep
+
+
+def due(minute: int) -> str:
+    """The time `minute` minutes after 09:00 (+07:00), as a due time."""
+    return f"2026-11-22T{9 + minute // 60:02d}:{minute % 60:02d}:00+07:00"
+
+
 # --- identities -----------------------------------------------------------------------
 
 
@@ -145,11 +170,13 @@ def test_aggregate_id_follows_the_subject_kind_of_the_type() -> None:
     assert aggregate_id(CATALOGUE["radio.cluster.fault"], "S") == subject_id("station", "S")
     assert aggregate_id(CATALOGUE["dossier.withdrawn"], "D") == subject_id("dossier", "D")
     assert aggregate_id(CATALOGUE["kpi.reported"], "K") == subject_id("indicator", "K")
+    assert aggregate_id(CATALOGUE["report.rated"], "R") == subject_id("report", "R")
 
 
 def test_created_aggregate_has_the_subject_id() -> None:
     assert camera(code="CAM-9").id == subject_id("camera", "CAM-9")
-    assert set(AGGREGATE_TYPES) == {"station", "camera", "dossier", "indicator"}
+    assert set(AGGREGATE_TYPES) == {"station", "camera", "dossier", "indicator", "report"}
+    assert report(code="PA-9").id == subject_id("report", "PA-9")
 
 
 @pytest.mark.parametrize(
@@ -495,6 +522,196 @@ def test_kpi_redefinition_between_definition_and_revision_keeps_the_revised_targ
     assert (ind.target, ind.deadline) == (90, "2027-12-31")
 
 
+# --- citizens' field reports -----------------------------------------------------------
+
+
+def test_a_received_report_is_new_and_unassigned() -> None:
+    rep = report(5)
+    assert (rep.state, rep.agency, rep.due_at, rep.rating) == (NEW, None, None, None)
+    assert rep.received_time.isoformat() == "2026-11-22T09:05:00+07:00"
+
+
+def test_receiving_a_report_again_is_invalid_transition() -> None:
+    rep = report()
+    error = rejected(rep, "report.received", "PA-1", {})
+    assert (error.code, error.pointer) == ("invalid_transition", "/type")
+    assert "already received" in error.detail
+
+
+@pytest.mark.parametrize(
+    ("event_type", "data"),
+    [
+        ("report.assigned", {"agency": "SNV", "due_at": due(600)}),
+        ("report.reassigned", {"agency": "SNV", "due_at": due(600)}),
+        ("report.resolved", {"result": "xong"}),
+        ("report.rejected", {"reason": "ngoài phạm vi"}),
+    ],
+)
+def test_nothing_happens_to_a_report_before_its_reception(
+    event_type: str, data: dict[str, Any]
+) -> None:
+    rep = report(30)
+    error = rejected(rep, event_type, "PA-1", data, 29)
+    assert (error.code, error.pointer) == ("invalid_transition", "/time")
+    assert "received at 2026-11-22T09:30:00+07:00" in error.detail
+
+
+def test_an_assignment_gives_the_agency_and_the_due_time_once() -> None:
+    rep = report()
+    apply(rep, "report.assigned", "PA-1", {"agency": "SNV", "due_at": due(120)}, 10)
+    assert (rep.state, rep.agency, rep.due_at.isoformat()) == (ASSIGNED, "SNV", due(120))
+    error = rejected(rep, "report.assigned", "PA-1", {"agency": "STP", "due_at": due(180)}, 20)
+    assert (error.code, error.pointer) == ("invalid_transition", "/type")
+    assert "report.reassigned" in error.detail
+    assert rep.agency == "SNV"
+
+
+def test_the_latest_assignment_by_time_is_in_effect_a_late_one_is_history() -> None:
+    rep = report()
+    apply(rep, "report.assigned", "PA-1", {"agency": "SNV", "due_at": due(120)}, 10)
+    apply(rep, "report.reassigned", "PA-1", {"agency": "U1", "due_at": due(240)}, 30)
+    assert (rep.agency, rep.due_at.isoformat()) == ("U1", due(240))
+    # an older reassignment arrives late: recorded, changes nothing
+    version = rep.version
+    apply(rep, "report.reassigned", "PA-1", {"agency": "STP", "due_at": due(60)}, 20)
+    assert rep.version == version + 1
+    assert (rep.agency, rep.due_at.isoformat()) == ("U1", due(240))
+    # the same time as the one in effect: the later one wins
+    apply(rep, "report.reassigned", "PA-1", {"agency": "STP", "due_at": due(300)}, 30)
+    assert (rep.agency, rep.due_at.isoformat()) == ("STP", due(300))
+
+
+def test_a_reassignment_that_arrives_before_the_assignment_is_kept_in_effect() -> None:
+    rep = report()
+    apply(rep, "report.reassigned", "PA-1", {"agency": "U1", "due_at": due(240)}, 30)
+    assert (rep.state, rep.agency) == (ASSIGNED, "U1")
+    apply(rep, "report.assigned", "PA-1", {"agency": "SNV", "due_at": due(120)}, 10)
+    assert (rep.agency, rep.due_at.isoformat()) == ("U1", due(240))
+
+
+@pytest.mark.parametrize(
+    ("resolved_at", "on_time"),
+    [
+        ("2026-11-22T10:59:00+07:00", True),
+        ("2026-11-22T11:00:00+07:00", True),
+        ("2026-11-22T04:00:00Z", True),  # the due time itself, in UTC
+        ("2026-11-22T11:00:01+07:00", False),
+    ],
+)
+def test_a_report_resolved_by_its_due_time_is_on_time(resolved_at: str, on_time: bool) -> None:
+    rep = report()
+    apply(rep, "report.assigned", "PA-1", {"agency": "SNV", "due_at": due(120)}, 10)
+    apply(rep, "report.resolved", "PA-1", {"result": "đã xử lý"}, time=resolved_at)
+    assert rep.state == RESOLVED
+    assert rep.pending_events[-1].on_time is on_time
+
+
+def test_the_due_time_in_effect_judges_the_resolution() -> None:
+    rep = report()
+    apply(rep, "report.assigned", "PA-1", {"agency": "SNV", "due_at": due(60)}, 10)
+    apply(rep, "report.reassigned", "PA-1", {"agency": "U1", "due_at": due(240)}, 50)
+    apply(rep, "report.resolved", "PA-1", {"result": "đã xử lý"}, 200)
+    assert rep.pending_events[-1].on_time is True
+
+
+def test_a_report_resolved_without_an_assignment_is_on_time() -> None:
+    rep = report()
+    apply(rep, "report.resolved", "PA-1", {"result": "trả lời trực tiếp"}, 600)
+    assert rep.state == RESOLVED
+    assert rep.pending_events[-1].on_time is True
+
+
+CLOSED_THEN = [
+    ("report.assigned", {"agency": "SNV", "due_at": due(600)}),
+    ("report.reassigned", {"agency": "SNV", "due_at": due(600)}),
+    ("report.resolved", {"result": "xong"}),
+    ("report.rejected", {"reason": "ngoài phạm vi"}),
+]
+
+
+@pytest.mark.parametrize("closing", ["report.resolved", "report.rejected"])
+@pytest.mark.parametrize(("event_type", "data"), CLOSED_THEN)
+def test_nothing_but_a_rating_after_resolution_or_rejection(
+    closing: str, event_type: str, data: dict[str, Any]
+) -> None:
+    rep = report()
+    closed = {"result": "xong"} if closing == "report.resolved" else {"reason": "trùng"}
+    apply(rep, closing, "PA-1", closed, 10)
+    state = rep.state
+    for minute in (5, 20):  # before the closing (a late event) and after it
+        error = rejected(rep, event_type, "PA-1", data, minute)
+        assert (error.code, error.pointer) == ("invalid_transition", "/type")
+        assert f"already {state}" in error.detail
+
+
+def test_a_resolved_report_is_rated_once() -> None:
+    rep = report()
+    apply(rep, "report.resolved", "PA-1", {"result": "xong"}, 10)
+    apply(rep, "report.rated", "PA-1", {"rating": "dissatisfied"}, 40)
+    assert rep.rating == "dissatisfied"
+    error = rejected(rep, "report.rated", "PA-1", {"rating": "satisfied"}, 50)
+    assert (error.code, error.pointer) == ("invalid_transition", "/type")
+    assert "already rated" in error.detail
+    assert rep.rating == "dissatisfied"
+
+
+def test_a_rating_before_the_resolution_is_invalid_transition() -> None:
+    rep = report()
+    apply(rep, "report.resolved", "PA-1", {"result": "xong"}, 10)
+    error = rejected(rep, "report.rated", "PA-1", {"rating": "satisfied"}, 9)
+    assert (error.code, error.pointer) == ("invalid_transition", "/time")
+
+
+@pytest.mark.parametrize(
+    ("before", "detail"),
+    [
+        ([], "is not resolved yet"),
+        ([("report.assigned", {"agency": "SNV", "due_at": due(60)})], "is not resolved yet"),
+        ([("report.rejected", {"reason": "trùng"})], "was rejected"),
+    ],
+)
+def test_only_a_resolved_report_may_be_rated(
+    before: list[tuple[str, dict[str, Any]]], detail: str
+) -> None:
+    rep = report()
+    for event_type, data in before:
+        apply(rep, event_type, "PA-1", data, 10)
+    error = rejected(rep, "report.rated", "PA-1", {"rating": "satisfied"}, 20)
+    assert (error.code, error.pointer) == ("invalid_transition", "/type")
+    assert detail in error.detail
+
+
+def test_a_report_rejected_as_a_duplicate_names_the_other_but_not_itself() -> None:
+    rep = report()
+    error = rejected(rep, "report.rejected", "PA-1", {"reason": "trùng", "duplicate_of": "PA-1"})
+    assert (error.code, error.pointer) == ("invalid_data", "/data/duplicate_of")
+    apply(rep, "report.rejected", "PA-1", {"reason": "trùng", "duplicate_of": "PA-0"}, 3)
+    assert rep.state == REJECTED
+    assert rep.pending_events[-1].duplicate_of == "PA-0"
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 600), st.sampled_from(["SNV", "STP", "U1"])),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_the_assignment_in_effect_is_the_latest_by_time_whatever_the_arrival_order(
+    assignments: Sequence[tuple[int, str]],
+) -> None:
+    rep = report()
+    for i, (minute, agency) in enumerate(assignments):
+        kind = "report.assigned" if i == 0 else "report.reassigned"
+        apply(rep, kind, "PA-1", {"agency": agency, "due_at": due(minute + 60)}, minute)
+    latest = max(minute for minute, _ in assignments)
+    expected = [agency for minute, agency in assignments if minute == latest][-1]
+    assert rep.agency == expected
+    assert rep.due_at is not None
+    assert rep.due_at.isoformat() == due(latest + 60)
+
+
 # --- replay -----------------------------------------------------------------------------
 
 
@@ -514,7 +731,12 @@ def test_replaying_the_events_rebuilds_the_same_state() -> None:
         11,
     )
     apply(st_, "radio.cluster.fault", "ST-1", {"cluster": 3, "fault": "power"}, 12)
-    for aggregate in (dos, st_):
+    rep = report()
+    apply(rep, "report.assigned", "PA-1", {"agency": "SNV", "due_at": due(60)}, 10)
+    apply(rep, "report.reassigned", "PA-1", {"agency": "U1", "due_at": due(30)}, 5)
+    apply(rep, "report.resolved", "PA-1", {"result": "xong"}, 50)
+    apply(rep, "report.rated", "PA-1", {"rating": "satisfied"}, 55)
+    for aggregate in (dos, st_, rep):
         expected = {k: v for k, v in vars(aggregate).items() if k != "_pending_events"}
         rebuilt = replay(aggregate)
         assert {k: v for k, v in vars(rebuilt).items() if k != "_pending_events"} == expected

@@ -138,6 +138,30 @@ def test_shipped_profiles_give_every_unit_and_agency_an_english_name_and_a_home_
         assert profile.has_unit(agency.unit)
 
 
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_shipped_centroids_draw_one_province_with_communes_near_their_district(
+    path: Path,
+) -> None:
+    """The map places each commune at its own centroid (none shared), inside a province
+    of a plausible size, and near its district's centroid."""
+    profile = load_profile(path)
+    root = profile.root
+    communes = [u for u in profile.units.values() if u.level not in ("province", "district")]
+    assert len({(u.lat, u.lon) for u in communes}) == len(communes)
+    for unit in communes:
+        assert unit.lat is not None
+        assert unit.lon is not None
+        assert root.lat is not None
+        assert root.lon is not None
+        assert abs(unit.lat - root.lat) < 1.0
+        assert abs(unit.lon - root.lon) < 1.5
+        parent = profile.units[unit.parent or ""]
+        if parent.level == "district":
+            assert parent.lat is not None
+            assert parent.lon is not None
+            assert abs(unit.lat - parent.lat) + abs(unit.lon - parent.lon) < 0.25
+
+
 # -- tree queries ---------------------------------------------------------------------------
 
 

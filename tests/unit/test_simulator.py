@@ -242,3 +242,66 @@ def test_the_two_tier_profile_works_as_well():
     assert len(stations) == sum(u.level != "province" for u in profile.units.values())
     for event in events:
         validate_data(CATALOGUE[event["type"]], event["data"], profile)
+
+
+def test_citizens_report_at_a_daily_rhythm_more_in_the_morning_and_after_rain(week):
+    received = of(week, "report.received")
+    by_day = Counter(at(e).date() for e in received)
+    assert len(by_day) == 7
+    assert all(90 <= count <= 320 for count in by_day.values()), by_day
+    by_hour = Counter(at(e).hour for e in received)
+    assert by_hour.most_common(1)[0][0] in (7, 8, 9, 10)
+    assert sum(by_hour[h] for h in (0, 1, 2, 3, 4)) < by_hour[9]
+    # the rate while it rains and in the 12 hours after, against the same hours when dry
+    province = Province(START, seed=7, run="w1", profile=PROFILE)
+    province.advance(END)
+    assert province.reports.spells, "no rain in a week"
+    wet = [e for e in received if province.reports.weather(at(e)) > 1.0]
+    wet_hours = Counter(at(e).hour for e in wet)
+    exposure: Counter[int] = Counter()  # hours of each local hour of day under rain's effect
+    moment = START
+    while moment < END:
+        if province.reports.weather(moment) > 1.0:
+            exposure[moment.hour] += 1
+        moment += timedelta(hours=1)
+    daytime = [h for h in range(7, 20) if exposure[h]]
+    assert daytime
+    wet_rate = sum(wet_hours[h] for h in daytime) / sum(exposure[h] for h in daytime)
+    dry_rate = sum(by_hour[h] - wet_hours[h] for h in daytime) / sum(
+        7 - exposure[h] for h in daytime
+    )
+    assert wet_rate > 1.4 * dry_rate
+    # where: most app reports carry a position near their commune's centroid
+    app = [e for e in received if e["data"]["channel"] == "app"]
+    placed = [e for e in app if "lat" in e["data"]]
+    assert 0.7 <= len(placed) / len(app) <= 0.95
+    for event in placed:
+        unit = PROFILE.units[event["data"]["unit"]]
+        assert unit.lat is not None
+        assert unit.lon is not None
+        assert abs(event["data"]["lat"] - unit.lat) < 0.1
+        assert abs(event["data"]["lon"] - unit.lon) < 0.1
+
+
+def test_most_reports_are_resolved_by_their_due_time_a_few_late_some_rated(week):
+    received = {e["subject"]: e for e in of(week, "report.received")}
+    due: dict[str, datetime] = {}
+    for event in of(week, "report.assigned", "report.reassigned"):
+        due[event["subject"]] = datetime.fromisoformat(event["data"]["due_at"])
+    rejected = of(week, "report.rejected")
+    assert 0.02 <= len(rejected) / len(received) <= 0.1
+    assert any("duplicate_of" in e["data"] for e in rejected)
+    assert len(of(week, "report.reassigned")) > 0
+    resolved = of(week, "report.resolved")
+    assert len(resolved) > 0.6 * len(received)
+    on_time = sum(at(e) <= due[e["subject"]] for e in resolved)
+    assert 0.8 <= on_time / len(resolved) <= 0.97
+    assert len(resolved) - on_time >= 0.02 * len(resolved)
+    rated = of(week, "report.rated")
+    assert 0.25 <= len(rated) / len(resolved) <= 0.5
+    satisfied = sum(e["data"]["rating"] == "satisfied" for e in rated)
+    assert 0.6 <= satisfied / len(rated) <= 0.9
+    # assigned to agencies of the profile and to communes
+    agencies = {e["data"]["agency"] for e in of(week, "report.assigned")}
+    assert agencies & set(PROFILE.agencies)
+    assert agencies & set(PROFILE.units)

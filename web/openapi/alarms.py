@@ -7,7 +7,7 @@ from typing import Any, Final
 from ops_center.alarms.rules.observe import CAUSES
 from ops_center.domain.alarm import SEVERITIES, STATES
 from projections.read.alarms import STATE_FILTERS
-from web.openapi.building import JSON_TYPE, REBUILDING, json_body, param, problem, ref
+from web.openapi.building import BBOX, JSON_TYPE, REBUILDING, json_body, param, problem, ref
 from web.params import MAX_PAGE
 
 _ID = {
@@ -53,7 +53,7 @@ ALARM_SCHEMAS: Final[dict[str, Any]] = {
         "properties": {
             "id": {"type": "string", "format": "uuid"},
             "cause": {"enum": list(CAUSES)},
-            "subject_kind": {"enum": ["camera", "radio", "dossier", "kpi"]},
+            "subject_kind": {"enum": ["camera", "radio", "dossier", "kpi", "report"]},
             "subject": {"type": "string", "description": "the subject's code"},
             "occurrence": {
                 "type": "integer",
@@ -207,6 +207,7 @@ ALARM_PATHS: Final[dict[str, Any]] = {
                 param("unit", "a unit code; includes its descendants", {"type": "string"}),
                 param("severity", "severity", {"enum": list(SEVERITIES)}),
                 param("cause", "the rule that raised it", {"enum": list(CAUSES)}),
+                BBOX,
                 param("limit", "page size", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}),
                 param("offset", "rows to skip", {"type": "integer", "minimum": 0}),
             ],

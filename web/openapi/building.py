@@ -54,6 +54,17 @@ POSITION = {
 }
 
 UNIT = param("unit", "a unit code; includes its descendants", {"type": "string"})
+BBOX = param(
+    "bbox",
+    "`minLon,minLat,maxLon,maxLat` (degrees, edges included): what is placed in the box, "
+    "by its own coordinates or else at its unit's centroid; malformed or inverted: 400",
+    {"type": "string", "examples": ["106.0,21.1,106.4,21.4"]},
+)
+LOCATED_BY = {
+    "enum": ["self", "unit", None],
+    "description": "`self`: `lat`/`lon` are the subject's own; `unit`: its unit's centroid "
+    "(it has none of its own); null: no place known",
+}
 AS_OF = param("as_of", "answer as the projection stood at this moment", TIME_PARAM)
 LIMIT = param("limit", "page size", {"type": "integer", "minimum": 1, "maximum": 1000})
 OFFSET = param("offset", "rows to skip", {"type": "integer", "minimum": 0})

@@ -10,6 +10,7 @@ from ops_center.province.calendar import BUCKETS
 from web.openapi.alarms import ALARM_PATHS
 from web.openapi.building import (
     AS_OF,
+    BBOX,
     LIMIT,
     OFFSET,
     READ_ERRORS,
@@ -21,6 +22,7 @@ from web.openapi.building import (
     problem,
     ref,
 )
+from web.openapi.reports import REPORT_PATHS
 
 _INGEST = {
     "post": {
@@ -77,7 +79,9 @@ PATHS: Final[dict[str, Any]] = {
         tag="reference",
     ),
     "/api/v1/overview": get(
-        "Devices, broadcasts, services, KPIs and alarms at a glance", "Overview", [UNIT, AS_OF]
+        "Devices, broadcasts, services, KPIs, alarms and citizens' reports at a glance",
+        "Overview",
+        [UNIT, AS_OF],
     ),
     "/api/v1/devices": get(
         "Devices of one kind, sorted by code",
@@ -90,6 +94,7 @@ PATHS: Final[dict[str, Any]] = {
                 {"enum": ["online", "offline", "degraded", "unknown"]},
             ),
             UNIT,
+            BBOX,
             LIMIT,
             OFFSET,
         ],
@@ -149,6 +154,7 @@ PATHS: Final[dict[str, Any]] = {
         ],
     ),
     **ALARM_PATHS,
+    **REPORT_PATHS,
     "/api/v1/openapi.json": {
         "get": {
             "summary": "This description",

@@ -11,6 +11,7 @@ from ops_center.province.calendar import BUCKETS
 from web.openapi.alarms import ALARM_SCHEMAS
 from web.openapi.building import (
     COUNT,
+    LOCATED_BY,
     NULLABLE_RATE,
     NULLABLE_TIME,
     POSITION,
@@ -18,6 +19,7 @@ from web.openapi.building import (
     counts,
     ref,
 )
+from web.openapi.reports import REPORT_SCHEMAS
 
 SCHEMAS: Final[dict[str, Any]] = {
     "Problem": {
@@ -41,7 +43,7 @@ SCHEMAS: Final[dict[str, Any]] = {
     "CloudEvent": {
         "type": "object",
         "description": "CloudEvents 1.0, structured mode; `subject` is the code of the "
-        "station, camera, dossier or indicator",
+        "station, camera, dossier, indicator or report",
         "required": ["specversion", "id", "source", "type", "time", "subject", "data"],
         "properties": {
             "specversion": {"const": "1.0"},
@@ -107,7 +109,15 @@ SCHEMAS: Final[dict[str, Any]] = {
     },
     "Overview": {
         "type": "object",
-        "required": ["position", "devices", "broadcasts", "services", "kpis", "alarms"],
+        "required": [
+            "position",
+            "devices",
+            "broadcasts",
+            "services",
+            "kpis",
+            "alarms",
+            "reports",
+        ],
         "additionalProperties": False,
         "properties": {
             "position": POSITION,
@@ -138,11 +148,22 @@ SCHEMAS: Final[dict[str, Any]] = {
                 "description": "on_track counts met and on_track indicators",
             },
             "alarms": counts("active"),
+            "reports": ref("ReportCounts"),
         },
     },
     "Device": {
         "type": "object",
-        "required": ["code", "kind", "name", "unit", "status", "status_at"],
+        "required": [
+            "code",
+            "kind",
+            "name",
+            "unit",
+            "status",
+            "status_at",
+            "lat",
+            "lon",
+            "located_by",
+        ],
         "properties": {
             "code": {"type": "string"},
             "kind": {"enum": ["camera", "radio"]},
@@ -156,6 +177,7 @@ SCHEMAS: Final[dict[str, Any]] = {
             "registered_at": TIME,
             "lat": {"type": ["number", "null"]},
             "lon": {"type": ["number", "null"]},
+            "located_by": LOCATED_BY,
             "camera_kind": {"enum": ["security", "traffic", "public"]},
             "last_alert": {"type": ["object", "null"]},
             "clusters": {"type": "integer"},
@@ -312,7 +334,9 @@ SCHEMAS: Final[dict[str, Any]] = {
                         "type": {"type": "string"},
                         "event": {"type": "string"},
                         "subject": {"type": ["string", "null"]},
-                        "subject_kind": {"enum": ["camera", "radio", "dossier", "kpi", None]},
+                        "subject_kind": {
+                            "enum": ["camera", "radio", "dossier", "kpi", "report", None]
+                        },
                         "unit": {"type": ["string", "null"]},
                         "time": TIME,
                         "recorded_at": TIME,
@@ -324,4 +348,5 @@ SCHEMAS: Final[dict[str, Any]] = {
         },
     },
     **ALARM_SCHEMAS,
+    **REPORT_SCHEMAS,
 }

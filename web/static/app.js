@@ -1,8 +1,11 @@
-/* The ops-room page: live tiles, devices by area, alarms, KPIs, feed and charts.
+/* The ops-room page: live tiles, devices by area, the map of the province, citizens'
+ * reports, alarms, KPIs, feed and charts.
  *
  * Data comes from /ws (docs/CONTRACT.md §6): one subscription per topic, a snapshot then
  * deltas applied by the rules of streams/topics.py (merge for overview and services,
- * keyed items for devices, kpis, feed and alarms). On a lost connection the page
+ * keyed items for devices, kpis, feed, alarms and reports). The map is drawn in SVG from
+ * the units' centroids (GET /api/v1/units) and the devices' and open reports' places
+ * (their own coordinates, or their unit's). On a lost connection the page
  * reconnects with a growing, jittered delay and resubscribes with `since` (the position
  * it holds), so the server replays what it missed or sends a fresh snapshot.
  *
@@ -22,7 +25,9 @@
     services: { delta: "merge" },
     kpis: { delta: "items", key: ["code"] },
     feed: { delta: "items", key: ["position"], descending: true },
+    reports: { delta: "items", key: ["code"], order: ["received_at"], descending: true },
   };
+  const CATEGORIES = ["traffic", "environment", "urban_order", "security", "utilities", "public_health", "other"];
   const MIN_RETRY_S = 1;
   const MAX_RETRY_S = 30;
   const FEED_SHOWN = 40;
@@ -418,6 +423,8 @@
     const radio = valueAt(data, "devices.radio") || {};
     flag("camera", (camera.offline || 0) > 0);
     flag("radio", (radio.offline || 0) > 0);
+    const late = document.querySelector('[data-figure="overdue"]');
+    if (late) late.classList.toggle("alert", (valueAt(data, "reports.overdue") || 0) > 0);
     const rate = valueAt(data, "services.on_time_rate");
     const meter = $("on-time-meter");
     meter.style.width = rate === null || rate === undefined ? "0%" : Math.round(rate * 100) + "%";
@@ -673,6 +680,14 @@
         return [detail.due_at ? I.t("kpis.deadline", { date: I.date(detail.due_at) }) : "", ownerName(detail.agency)]
           .filter(Boolean)
           .join(" · ");
+      case "report_overdue":
+        return [
+          labelOf("category.", detail.category),
+          detail.due_at ? I.t("kpis.deadline", { date: I.date(detail.due_at) }) : "",
+          ownerName(detail.agency),
+        ]
+          .filter(Boolean)
+          .join(" · ");
       case "kpi_off_track":
         return detail.latest ? `${detail.latest.period}: ${I.number(detail.latest.value)}` : "";
       default:
@@ -873,9 +888,10 @@
     else if (item.type === "dossier.completed") value = labelOf("value.", data.result);
     else if (item.type === "kpi.reported") value = I.number(data.value);
     else if (item.type === "kpi.target_revised") value = I.number(data.target);
+    else if (item.type === "report.rated") value = labelOf("value.", data.rating);
     if (!I.has(key)) return item.type;
     let text = I.t(key, { value, cluster: data.cluster, period: data.period });
-    const name = data.program || data.name || data.procedure_name;
+    const name = data.program || data.name || data.procedure_name || data.title;
     if (name) text += ` – ${name}`;
     return text;
   }
@@ -892,7 +908,8 @@
       return data.status === "offline" ? "bad" : data.status === "degraded" ? "warn" : "ok";
     }
     if (item.type === "radio.cluster.fault") return "warn";
-    if (item.type === "dossier.completed") return "ok";
+    if (item.type === "dossier.completed" || item.type === "report.resolved") return "ok";
+    if (item.type === "report.rated" && data.rating === "dissatisfied") return "warn";
     return "";
   }
 
@@ -925,6 +942,229 @@
     if (app.seenFeed.size > 5000) app.seenFeed = new Set(items.map((i) => i.position));
   }
 
+  // -- citizens' reports and the map ------------------------------------------------------
+
+  /** Open and overdue reports by category, from the reports topic's items. */
+  function reportsByCategory(items) {
+    const counts = new Map();
+    for (const report of items) {
+      let entry = counts.get(report.category);
+      if (!entry) {
+        entry = { open: 0, overdue: 0 };
+        counts.set(report.category, entry);
+      }
+      entry.open += 1;
+      if (report.state === "overdue") entry.overdue += 1;
+    }
+    return counts;
+  }
+
+  function renderReports() {
+    const data = app.states.reports;
+    const box = $("reports");
+    if (!data) return;
+    const counts = reportsByCategory(data.items || []);
+    box.replaceChildren();
+    if (counts.size === 0) {
+      box.append(el("p", "empty calm", I.t("reports.none")));
+      return;
+    }
+    const head = el("div", "rrow head");
+    head.append(el("span", "rname", I.t("reports.category")), el("span", "", ""), el("span", "rnum", I.t("reports.openByCategory")));
+    box.append(head);
+    const order = (c) => (CATEGORIES.indexOf(c) < 0 ? CATEGORIES.length : CATEGORIES.indexOf(c));
+    const rows = Array.from(counts.entries()).sort(
+      (a, b) => b[1].overdue - a[1].overdue || b[1].open - a[1].open || order(a[0]) - order(b[0]),
+    );
+    const most = Math.max(...rows.map(([, c]) => c.open));
+    for (const [category, count] of rows) {
+      const row = el("div", "rrow");
+      row.dataset.category = category;
+      row.dataset.open = String(count.open);
+      row.dataset.overdue = String(count.overdue);
+      const bar = el("span", "rbar");
+      const late = el("span", "late");
+      late.style.width = (100 * count.overdue) / most + "%";
+      const on = el("span", "on");
+      on.style.width = (100 * (count.open - count.overdue)) / most + "%";
+      bar.append(late, on);
+      const numbers = el("span", "rnum");
+      numbers.append(el("b", "", I.number(count.open)));
+      if (count.overdue) numbers.append(" · ", el("span", "bad", I.number(count.overdue)));
+      row.append(el("span", "rname", labelOf("category.", category)), bar, numbers);
+      box.append(row);
+    }
+  }
+
+  /** Whether the unit `code` is `scope` or below it. */
+  function within(code, scope) {
+    let current = code;
+    const seen = new Set();
+    while (current && !seen.has(current)) {
+      if (current === scope) return true;
+      seen.add(current);
+      const unit = app.units.get(current);
+      current = unit ? unit.parent : null;
+    }
+    return false;
+  }
+
+  function placed(item) {
+    return typeof item.lat === "number" && typeof item.lon === "number";
+  }
+
+  /** The convex hull of points [x, y] (monotone chain), counter-clockwise. */
+  function hull(points) {
+    const sorted = points.slice().sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+    if (sorted.length < 3) return sorted;
+    const cross = (o, a, b) => (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0]);
+    const lower = [];
+    for (const p of sorted) {
+      while (lower.length >= 2 && cross(lower[lower.length - 2], lower[lower.length - 1], p) <= 0) lower.pop();
+      lower.push(p);
+    }
+    const upper = [];
+    for (const p of sorted.reverse()) {
+      while (upper.length >= 2 && cross(upper[upper.length - 2], upper[upper.length - 1], p) <= 0) upper.pop();
+      upper.push(p);
+    }
+    return lower.slice(0, -1).concat(upper.slice(0, -1));
+  }
+
+  function polygon(points, className, extra) {
+    return svg("polygon", Object.assign({ points: points.map((p) => `${p[0].toFixed(1)},${p[1].toFixed(1)}`).join(" "), class: className }, extra || {}));
+  }
+
+  /** The units of the scope with a centroid, devices and open reports on an SVG of the
+   * province (an equirectangular view fitted to the scope's units). */
+  function renderMap() {
+    const box = $("map");
+    const scope = app.scope || (app.root && app.root.code);
+    const units = Array.from(app.units.values()).filter((u) => placed(u) && (!scope || within(u.code, scope)));
+    const devices = ((app.states.devices && app.states.devices.items) || []).filter(placed);
+    const reports = ((app.states.reports && app.states.reports.items) || []).filter(placed);
+    if (!units.length) {
+      box.replaceChildren(el("p", "empty", I.t("map.noUnits")));
+      return;
+    }
+    const width = Math.max(200, Math.round(box.clientWidth || 600));
+    const height = Math.max(160, Math.round(box.clientHeight || 400));
+    const everything = units.concat(devices, reports);
+    const lats = everything.map((p) => p.lat);
+    const lons = everything.map((p) => p.lon);
+    const minLat = Math.min(...lats);
+    const maxLat = Math.max(...lats);
+    const minLon = Math.min(...lons);
+    const maxLon = Math.max(...lons);
+    const squeeze = Math.cos((((minLat + maxLat) / 2) * Math.PI) / 180);
+    const spanX = Math.max((maxLon - minLon) * squeeze, 0.02);
+    const spanY = Math.max(maxLat - minLat, 0.02);
+    const pad = 14;
+    const scale = Math.min((width - 2 * pad) / spanX, (height - 2 * pad) / spanY);
+    const offsetX = (width - spanX * scale) / 2;
+    const offsetY = (height - spanY * scale) / 2;
+    const at = (p) => [
+      offsetX + ((p.lon - minLon) * squeeze + (spanX - (maxLon - minLon) * squeeze) / 2) * scale,
+      offsetY + (maxLat - p.lat + (spanY - (maxLat - minLat)) / 2) * scale,
+    ];
+    const map = svg("svg", { viewBox: `0 0 ${width} ${height}`, class: "mapsvg" });
+    const title = svg("title", {});
+    title.textContent = I.t("map.title", { name: unitName(scope) });
+    map.append(title);
+    const outline = hull(units.map(at));
+    if (outline.length >= 3) {
+      map.append(polygon(outline, "province", { "stroke-width": 34 }));
+      map.append(polygon(outline, "outline", { "stroke-width": 1.5 }));
+    }
+    // districts (the scope's children with units below them) as soft areas, with labels
+    const areas = new Map();
+    for (const unit of units) {
+      const group = groupOf(unit.code, scope);
+      if (group === scope) continue;
+      if (!areas.has(group)) areas.set(group, []);
+      areas.get(group).push(at(unit));
+    }
+    const labels = [];
+    for (const [code, points] of areas) {
+      if (points.length >= 3) map.append(polygon(hull(points), "district", { "data-unit": code }));
+      const cx = points.reduce((a, p) => a + p[0], 0) / points.length;
+      const cy = points.reduce((a, p) => a + p[1], 0) / points.length;
+      if (points.length >= 3 || areas.size <= 12) labels.push([code, cx, cy]);
+    }
+    for (const unit of units) {
+      const [x, y] = at(unit);
+      map.append(svg("circle", { cx: x.toFixed(1), cy: y.toFixed(1), r: 2.2, class: "unit", "data-kind": "unit", "data-code": unit.code }));
+    }
+    // devices: working ones first, offline ones on top and larger
+    const rankOf = { online: 0, unknown: 1, degraded: 2, offline: 3 };
+    const sortedDevices = devices.slice().sort((a, b) => (rankOf[a.status || "unknown"] || 0) - (rankOf[b.status || "unknown"] || 0));
+    let offline = 0;
+    for (const device of sortedDevices) {
+      const status = device.status || "unknown";
+      const [x, y] = at(device);
+      const dot = svg("circle", {
+        cx: x.toFixed(1),
+        cy: y.toFixed(1),
+        r: status === "offline" ? 3.8 : 1.9,
+        class: `dev ${status}`,
+        "data-kind": device.kind,
+        "data-code": device.code,
+        "data-state": status,
+      });
+      if (status === "offline") {
+        offline += 1;
+        const name = svg("title", {});
+        name.textContent = `${device.name} – ${labelOf("value.", status)}`;
+        dot.append(name);
+      }
+      map.append(dot);
+    }
+    // open reports as diamonds, overdue ones on top, red, with a halo
+    let overdue = 0;
+    const sortedReports = reports.slice().sort((a, b) => (a.state === "overdue") - (b.state === "overdue"));
+    for (const report of sortedReports) {
+      const [x, y] = at(report);
+      const late = report.state === "overdue";
+      const size = late ? 5 : 3.6;
+      if (late) {
+        overdue += 1;
+        map.append(svg("circle", { cx: x.toFixed(1), cy: y.toFixed(1), r: 8, class: "halo" }));
+      }
+      const mark = svg("path", {
+        d: `M${x.toFixed(1)} ${(y - size).toFixed(1)}l${size} ${size}l${-size} ${size}l${-size} ${-size}z`,
+        class: `rep ${report.state}`,
+        "data-kind": "report",
+        "data-code": report.code,
+        "data-state": report.state,
+      });
+      const name = svg("title", {});
+      name.textContent = `${report.title} – ${labelOf("reportState.", report.state)}`;
+      mark.append(name);
+      map.append(mark);
+    }
+    for (const [code, x, y] of labels) {
+      const text = svg("text", { x: x.toFixed(1), y: (y + 4).toFixed(1), class: "label" });
+      text.textContent = unitName(code);
+      map.append(text);
+    }
+    box.replaceChildren(map);
+    const note = $("map-note");
+    note.textContent = I.t("map.note", {
+      units: I.number(units.length),
+      devices: I.number(devices.length),
+      offline: I.number(offline),
+      reports: I.number(reports.length),
+      overdue: I.number(overdue),
+    });
+    Object.assign(note.dataset, {
+      units: String(units.length),
+      devices: String(devices.length),
+      offline: String(offline),
+      reports: String(reports.length),
+      overdue: String(overdue),
+    });
+  }
+
   function renderFooter() {
     const positions = Object.values(app.positions);
     $("position").textContent = positions.length ? I.t("footer.position", { position: I.number(Math.max(...positions)) }) : "";
@@ -933,11 +1173,18 @@
 
   const RENDER = {
     overview: renderOverview,
-    devices: renderDevices,
+    devices: () => {
+      renderDevices();
+      renderMap();
+    },
     alarms: renderAlarms,
     services: renderServices,
     kpis: renderKpis,
     feed: renderFeed,
+    reports: () => {
+      renderReports();
+      renderMap();
+    },
   };
 
   // -- texts, clock, scope --------------------------------------------------------------
@@ -1109,7 +1356,10 @@
     let resizing = null;
     window.addEventListener("resize", () => {
       clearTimeout(resizing);
-      resizing = setTimeout(() => changed("services"), 150);
+      resizing = setTimeout(() => {
+        changed("services");
+        changed("reports");
+      }, 150);
     });
     // back on the network: reconnect now rather than at the end of the backoff
     window.addEventListener("online", () => {

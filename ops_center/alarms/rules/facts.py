@@ -13,6 +13,9 @@ Facts by kind (times are RFC 3339 strings):
 * radio: the same without ``alert``, plus ``clusters`` (``{"n": {"fault", "at"}}``) and
   ``emergency`` (emergency broadcasts on air: ``{broadcast_id: {"program", "at"}}``);
 * dossier: ``code``, ``unit``, ``agency``, ``due_at``, ``open``;
+* report: ``code``, ``unit``, ``category``, ``title``, ``open``, and the assignment in
+  effect (the latest by CloudEvent time): ``agency``, ``due_at``, ``assigned_at`` (all
+  None until the report is assigned);
 * kpi: ``code``, ``name``, ``owner``, ``direction``, ``target``, ``deadline`` and
   ``values`` (``{period: [value, at]}``).
 
@@ -31,6 +34,7 @@ from ops_center.domain.dossier import Dossier
 from ops_center.domain.events import names_of
 from ops_center.domain.indicator import Indicator
 from ops_center.domain.radio import RadioStation
+from ops_center.domain.report import Report
 
 Facts = dict[str, Any]
 
@@ -38,12 +42,14 @@ CAMERA: Final = "camera"
 RADIO: Final = "radio"
 DOSSIER: Final = "dossier"
 KPI: Final = "kpi"
+REPORT: Final = "report"
 
 _KINDS: Final = {
     "Camera": CAMERA,
     "RadioStation": RADIO,
     "Dossier": DOSSIER,
     "Indicator": KPI,
+    "Report": REPORT,
 }
 
 #: The stored events the rules follow (short names).
@@ -61,6 +67,7 @@ EVENTS: Final = (
     )
     | names_of(Dossier, "Received", "Completed", "Withdrawn")
     | names_of(Indicator, "Defined", "Redefined", "Reported", "TargetRevised")
+    | names_of(Report, "Received", "Assigned", "Reassigned", "Resolved", "Rejected")
 )
 
 #: Statuses that count as a device being down.
@@ -139,9 +146,14 @@ def fold(
         emergency = dict(out.get("emergency") or {})
         if emergency.pop(state["broadcast_id"], None) is not None:
             out["emergency"] = emergency
-    elif what in ("Completed", "Withdrawn"):
+    elif what in ("Completed", "Withdrawn", "Resolved", "Rejected"):
         out["open"] = False
         out["closed_at"] = at
+    elif what in ("Assigned", "Reassigned"):
+        if _newer(moment, out.get("assigned_at")):
+            out["agency"] = state["agency"]
+            out["due_at"] = datetime.fromisoformat(state["due_at"]).isoformat()
+            out["assigned_at"] = at
     elif what == "Reported":
         values = dict(out.get("values") or {})
         known = values.get(state["period"])
@@ -180,6 +192,18 @@ def _created(kind: str, state: Mapping[str, Any], at: str) -> Facts:
             "agency": state["agency"],
             "procedure": g("procedure_name") or state["procedure_code"],
             "due_at": datetime.fromisoformat(state["due_at"]).isoformat(),
+            "open": True,
+        }
+    if kind == REPORT:
+        return {
+            "kind": kind,
+            "code": state["code"],
+            "unit": state["unit"],
+            "category": state["category"],
+            "title": state["title"],
+            "agency": None,
+            "due_at": None,
+            "assigned_at": None,
             "open": True,
         }
     return {

@@ -11,6 +11,9 @@ if present, until when by itself (`ends_at`: a critical alert's hold). The rules
 * ``camera_alert`` (camera): within `alert_hold` of the camera's latest critical alert;
   critical;
 * ``dossier_overdue`` (dossier): open and `dossier_grace` past its due time; warning;
+* ``report_overdue`` (report): assigned, neither resolved nor rejected, and at or past the
+  due time of the assignment in effect; warning (a reassignment to a later due time, a
+  resolution or a rejection clears it);
 * ``kpi_off_track`` (kpi): the indicator's status is ``off_track``
   (`ops_center.domain.kpi_status`, on the local date of the clock); info.
 """
@@ -22,7 +25,16 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any, Final
 
-from ops_center.alarms.rules.facts import BAD_STATUSES, CAMERA, DOSSIER, KPI, RADIO, Facts, when
+from ops_center.alarms.rules.facts import (
+    BAD_STATUSES,
+    CAMERA,
+    DOSSIER,
+    KPI,
+    RADIO,
+    REPORT,
+    Facts,
+    when,
+)
 from ops_center.alarms.rules.thresholds import Thresholds
 from ops_center.domain.kpi_status import kpi_status
 from ops_center.province.calendar import TZ, local_date, period_key
@@ -33,6 +45,7 @@ EMERGENCY_BROADCAST: Final = "emergency_broadcast"
 CAMERA_ALERT: Final = "camera_alert"
 DOSSIER_OVERDUE: Final = "dossier_overdue"
 KPI_OFF_TRACK: Final = "kpi_off_track"
+REPORT_OVERDUE: Final = "report_overdue"
 
 CAUSES: Final = (
     DEVICE_OFFLINE,
@@ -41,6 +54,7 @@ CAUSES: Final = (
     CAMERA_ALERT,
     DOSSIER_OVERDUE,
     KPI_OFF_TRACK,
+    REPORT_OVERDUE,
 )
 
 #: The causes that can concern a subject of each kind.
@@ -49,6 +63,7 @@ CAUSES_BY_KIND: Final[dict[str, tuple[str, ...]]] = {
     RADIO: (DEVICE_OFFLINE, CLUSTER_FAULT, EMERGENCY_BROADCAST),
     DOSSIER: (DOSSIER_OVERDUE,),
     KPI: (KPI_OFF_TRACK,),
+    REPORT: (REPORT_OVERDUE,),
 }
 
 #: The unit of a KPI owner (an agency's unit, or the unit itself); None when unknown.
@@ -92,6 +107,8 @@ def observe(
             return _dossier_overdue(facts, clock, thresholds.dossier_grace)
         case "kpi_off_track":
             return _kpi_off_track(facts, clock, unit_of)
+        case "report_overdue":
+            return _report_overdue(facts, clock)
     raise ValueError(f"unknown cause {cause!r}")
 
 
@@ -194,6 +211,23 @@ def _dossier_overdue(facts: Facts, clock: datetime, grace: timedelta) -> Observa
         f"Dossier {facts['code']} ({facts['procedure']}) is past its due time",
         {"due_at": facts["due_at"], "agency": facts["agency"]},
         since=qualifies,
+    )
+
+
+def _report_overdue(facts: Facts, clock: datetime) -> Observation:
+    due_text = facts.get("due_at")
+    if not facts.get("open") or due_text is None:
+        return _absent(facts, "warning")
+    due = datetime.fromisoformat(due_text)
+    if due > clock:
+        return _absent(facts, "warning", starts_at=due)
+    return Observation(
+        True,
+        facts["unit"],
+        "warning",
+        f"Report {facts['code']} ({facts['title']}) is past its due time",
+        {"due_at": due_text, "agency": facts["agency"], "category": facts["category"]},
+        since=due,
     )
 
 

@@ -1,4 +1,5 @@
-"""A whole province in motion: radio, cameras, public services and KPIs on one agenda.
+"""A whole province in motion: radio, cameras, public services, KPIs and citizens' reports
+on one agenda.
 
 `Province` is pure: no I/O, no wall clock (the caller says when the run starts and how
 far to advance), all chance from one `random.Random` seeded by the caller. The same
@@ -27,9 +28,10 @@ from ops_center.tools.simulator.cameras import Cameras
 from ops_center.tools.simulator.dossiers import Dossiers
 from ops_center.tools.simulator.kpis import Kpis
 from ops_center.tools.simulator.radio import Radio
+from ops_center.tools.simulator.reports import Reports
 
 #: Event-type patterns a key needs to send everything the simulator emits.
-SCOPES: Final = ("radio.*", "camera.*", "dossier.*", "kpi.*")
+SCOPES: Final = ("radio.*", "camera.*", "dossier.*", "kpi.*", "report.*")
 
 
 class Province:
@@ -57,10 +59,13 @@ class Province:
         self.cameras = Cameras(self.world, self.profile, cameras)
         self.dossiers = Dossiers(self.world, self.profile)
         self.kpis = Kpis(self.world, self.profile, self.dossiers.ledger)
+        # its own chance: the other sources' events stay as they were without it
+        self.reports = Reports(self.world, self.profile, random.Random(f"reports:{seed}"))
         self.radio.start(start)
         self.cameras.start(start)
         self.kpis.start(start)
         self.dossiers.start(start)
+        self.reports.start(start)
         self._ready: deque[tuple[datetime, Event]] = deque()
         #: The time of the last event handed out (the start before any).
         self.clock = start
@@ -120,5 +125,6 @@ class Province:
         """A one-line description of what is simulated."""
         return (
             f"{len(self.radio.stations)} radio stations, {len(self.cameras.cameras)} cameras, "
-            f"{len(self.kpis.indicators)} KPIs, ~2,600 dossiers a working day"
+            f"{len(self.kpis.indicators)} KPIs, ~2,600 dossiers a working day, "
+            "~150 citizens' reports a dry day"
         )
