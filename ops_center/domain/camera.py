@@ -8,7 +8,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
-from ops_center.domain.provenance import Meta, is_current, occurred, subject_id
+from ops_center.domain.provenance import Meta, is_current, occurred, record, subject_id
 
 
 class Camera(Aggregate):
@@ -49,7 +49,7 @@ class Camera(Aggregate):
         meta: Meta,
     ) -> None:
         """Record a repeated registration; only a newer one changes name, unit or kind."""
-        self._reregistered(name=name, unit=unit, kind=kind, lat=lat, lon=lon, meta=meta)
+        record(self, "Reregistered", name=name, unit=unit, kind=kind, lat=lat, lon=lon, meta=meta)
 
     @event("Reregistered")
     def _reregistered(
@@ -67,7 +67,7 @@ class Camera(Aggregate):
 
     def report_status(self, status: str, meta: Meta) -> None:
         """Record a status report; an older report is kept as history only."""
-        self._status_reported(status=status, meta=meta)
+        record(self, "StatusReported", status=status, meta=meta)
 
     @event("StatusReported")
     def _status_reported(self, status: str, meta: Meta) -> None:
@@ -85,7 +85,9 @@ class Camera(Aggregate):
         meta: Meta,
     ) -> None:
         """Record an alert the camera's analytics raised."""
-        self._alert_raised(
+        record(
+            self,
+            "AlertRaised",
             alert_id=alert_id,
             category=category,
             severity=severity,

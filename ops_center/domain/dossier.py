@@ -9,7 +9,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from ops_center.domain.errors import INVALID_TRANSITION, Rejection
-from ops_center.domain.provenance import Meta, occurred, subject_id
+from ops_center.domain.provenance import Meta, occurred, record, subject_id
 
 OPEN: Final = "open"
 COMPLETED: Final = "completed"
@@ -54,7 +54,7 @@ class Dossier(Aggregate):
             raise Rejection(
                 INVALID_TRANSITION, "/type", f"dossier {self.code!r} is already {self.state}"
             )
-        self._supplement_requested(reason=reason, meta=meta)
+        record(self, "SupplementRequested", reason=reason, meta=meta)
 
     @event("SupplementRequested")
     def _supplement_requested(self, reason: str | None, meta: Meta) -> None:
@@ -64,7 +64,7 @@ class Dossier(Aggregate):
         """Close the dossier with a result; on time when the event's time <= due_at."""
         self._check_open()
         on_time = occurred(meta) <= self.due_at
-        self._completed(result=result, on_time=on_time, meta=meta)
+        record(self, "Completed", result=result, on_time=on_time, meta=meta)
 
     @event("Completed")
     def _completed(self, result: str, on_time: bool, meta: Meta) -> None:
@@ -74,7 +74,7 @@ class Dossier(Aggregate):
     def withdraw(self, reason: str | None, meta: Meta) -> None:
         """Close the dossier because the applicant withdrew it."""
         self._check_open()
-        self._withdrawn(reason=reason, meta=meta)
+        record(self, "Withdrawn", reason=reason, meta=meta)
 
     @event("Withdrawn")
     def _withdrawn(self, reason: str | None, meta: Meta) -> None:

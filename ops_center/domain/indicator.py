@@ -8,7 +8,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
-from ops_center.domain.provenance import Meta, is_current, occurred, subject_id
+from ops_center.domain.provenance import Meta, is_current, occurred, record, subject_id
 
 
 class Indicator(Aggregate):
@@ -55,7 +55,9 @@ class Indicator(Aggregate):
         meta: Meta,
     ) -> None:
         """Record a repeated definition; only a newer one changes the indicator."""
-        self._redefined(
+        record(
+            self,
+            "Redefined",
             name=name,
             measure=measure,
             owner=owner,
@@ -89,7 +91,7 @@ class Indicator(Aggregate):
 
     def report(self, period: str, value: float, meta: Meta) -> None:
         """Record the value for a period; a newer report for the same period replaces it."""
-        self._reported(period=period, value=value, meta=meta)
+        record(self, "Reported", period=period, value=value, meta=meta)
 
     @event("Reported")
     def _reported(self, period: str, value: float, meta: Meta) -> None:
@@ -99,7 +101,7 @@ class Indicator(Aggregate):
 
     def revise_target(self, target: float, deadline: str, meta: Meta) -> None:
         """Record a revised target and deadline; an older revision is history only."""
-        self._target_revised(target=target, deadline=deadline, meta=meta)
+        record(self, "TargetRevised", target=target, deadline=deadline, meta=meta)
 
     @event("TargetRevised")
     def _target_revised(self, target: float, deadline: str, meta: Meta) -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 from functools import lru_cache
-from typing import TypedDict
+from typing import Any, TypedDict
 from uuid import UUID, uuid5
+
+from eventsourcing.domain import Aggregate
 
 _NAMESPACE = UUID("6f1c2b0e-93a4-4d4e-9b7a-3c1f0d2a5e77")
 
@@ -34,3 +36,10 @@ def occurred(meta: Meta) -> datetime:
 def is_current(meta: Meta, latest: datetime | None) -> bool:
     """True when an event at `meta.time` is at least as recent as `latest` (ties: last wins)."""
     return latest is None or occurred(meta) >= latest
+
+
+def record(aggregate: Aggregate, event: str, **data: Any) -> None:
+    """Trigger the aggregate's event `event` (declared with ``@event``) with `data`: what
+    calling the decorated method does, without the library's search of the method's
+    parameters on every call (a third of a status report's cost, profiled)."""
+    aggregate.trigger_event(getattr(type(aggregate), event), **data)

@@ -10,7 +10,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from ops_center.domain.errors import INVALID_TRANSITION, Rejection, invalid_data
-from ops_center.domain.provenance import Meta, is_current, occurred, subject_id
+from ops_center.domain.provenance import Meta, is_current, occurred, record, subject_id
 
 #: How many ended broadcast ids a station remembers to refuse a restart of the same id.
 ENDED_MEMORY = 256
@@ -58,7 +58,16 @@ class RadioStation(Aggregate):
         meta: Meta,
     ) -> None:
         """Record a repeated registration; only a newer one changes the station's details."""
-        self._reregistered(name=name, unit=unit, clusters=clusters, lat=lat, lon=lon, meta=meta)
+        record(
+            self,
+            "Reregistered",
+            name=name,
+            unit=unit,
+            clusters=clusters,
+            lat=lat,
+            lon=lon,
+            meta=meta,
+        )
 
     @event("Reregistered")
     def _reregistered(
@@ -76,7 +85,7 @@ class RadioStation(Aggregate):
 
     def report_status(self, status: str, meta: Meta) -> None:
         """Record a status report; an older report is kept as history only."""
-        self._status_reported(status=status, meta=meta)
+        record(self, "StatusReported", status=status, meta=meta)
 
     @event("StatusReported")
     def _status_reported(self, status: str, meta: Meta) -> None:
@@ -92,7 +101,14 @@ class RadioStation(Aggregate):
                 "/data/broadcast_id",
                 f"broadcast {broadcast_id!r} has already started on station {self.code!r}",
             )
-        self._broadcast_started(broadcast_id=broadcast_id, program=program, kind=kind, meta=meta)
+        record(
+            self,
+            "BroadcastStarted",
+            broadcast_id=broadcast_id,
+            program=program,
+            kind=kind,
+            meta=meta,
+        )
 
     @event("BroadcastStarted")
     def _broadcast_started(self, broadcast_id: str, program: str, kind: str, meta: Meta) -> None:
@@ -106,7 +122,7 @@ class RadioStation(Aggregate):
                 "/data/broadcast_id",
                 f"broadcast {broadcast_id!r} is not on air on station {self.code!r}",
             )
-        self._broadcast_ended(broadcast_id=broadcast_id, meta=meta)
+        record(self, "BroadcastEnded", broadcast_id=broadcast_id, meta=meta)
 
     @event("BroadcastEnded")
     def _broadcast_ended(self, broadcast_id: str, meta: Meta) -> None:
@@ -124,7 +140,7 @@ class RadioStation(Aggregate):
     def report_fault(self, cluster: int, fault: str, meta: Meta) -> None:
         """Record a fault of one speaker cluster (1-based)."""
         self._check_cluster(cluster)
-        self._cluster_faulted(cluster=cluster, fault=fault, meta=meta)
+        record(self, "ClusterFaulted", cluster=cluster, fault=fault, meta=meta)
 
     @event("ClusterFaulted")
     def _cluster_faulted(self, cluster: int, fault: str, meta: Meta) -> None:
@@ -135,7 +151,7 @@ class RadioStation(Aggregate):
     def restore_cluster(self, cluster: int, meta: Meta) -> None:
         """Record that a cluster works again (accepted even if no fault was known)."""
         self._check_cluster(cluster)
-        self._cluster_restored(cluster=cluster, meta=meta)
+        record(self, "ClusterRestored", cluster=cluster, meta=meta)
 
     @event("ClusterRestored")
     def _cluster_restored(self, cluster: int, meta: Meta) -> None:

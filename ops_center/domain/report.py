@@ -27,7 +27,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from ops_center.domain.errors import INVALID_TRANSITION, Rejection, invalid_data
-from ops_center.domain.provenance import Meta, is_current, occurred, subject_id
+from ops_center.domain.provenance import Meta, is_current, occurred, record, subject_id
 
 NEW: Final = "new"
 ASSIGNED: Final = "assigned"
@@ -81,7 +81,7 @@ class Report(Aggregate):
                 "/type",
                 f"report {self.code!r} was already assigned: send report.reassigned",
             )
-        self._assigned(agency=agency, due_at=due_at, meta=meta)
+        record(self, "Assigned", agency=agency, due_at=due_at, meta=meta)
 
     @event("Assigned")
     def _assigned(self, agency: str, due_at: str, meta: Meta) -> None:
@@ -91,7 +91,7 @@ class Report(Aggregate):
     def reassign(self, agency: str, due_at: str, reason: str | None, meta: Meta) -> None:
         """A new assignment (another agency, or a new due time)."""
         self._check_open(meta)
-        self._reassigned(agency=agency, due_at=due_at, reason=reason, meta=meta)
+        record(self, "Reassigned", agency=agency, due_at=due_at, reason=reason, meta=meta)
 
     @event("Reassigned")
     def _reassigned(self, agency: str, due_at: str, reason: str | None, meta: Meta) -> None:
@@ -109,7 +109,7 @@ class Report(Aggregate):
         """Close the report with its result; on time when at or before the due time."""
         self._check_open(meta)
         on_time = self.due_at is None or occurred(meta) <= self.due_at
-        self._resolved(result=result, on_time=on_time, meta=meta)
+        record(self, "Resolved", result=result, on_time=on_time, meta=meta)
 
     @event("Resolved")
     def _resolved(self, result: str, on_time: bool, meta: Meta) -> None:
@@ -121,7 +121,7 @@ class Report(Aggregate):
         if duplicate_of == self.code:
             raise invalid_data("duplicate_of", "a report cannot be a duplicate of itself")
         self._check_open(meta)
-        self._rejected(reason=reason, duplicate_of=duplicate_of, meta=meta)
+        record(self, "Rejected", reason=reason, duplicate_of=duplicate_of, meta=meta)
 
     @event("Rejected")
     def _rejected(self, reason: str, duplicate_of: str | None, meta: Meta) -> None:
@@ -142,7 +142,7 @@ class Report(Aggregate):
                 f"report {self.code!r} was resolved at {self.closed_time.isoformat()}, "
                 "after this rating",
             )
-        self._rated(rating=rating, meta=meta)
+        record(self, "Rated", rating=rating, meta=meta)
 
     @event("Rated")
     def _rated(self, rating: str, meta: Meta) -> None:

@@ -37,7 +37,7 @@ from projections.registry import PROJECTIONS, create_projections
 
 PROFILE = load_profile()
 #: Read-model columns that hold when an event was recorded (differs between the two).
-RECORDED = {"rm_feed": {"recorded_at"}}
+RECORDED = {"rm_feed": {"recorded_at"}, "rm_report_history": {"recorded_at"}}
 
 
 @pytest.fixture

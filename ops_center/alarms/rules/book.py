@@ -26,13 +26,37 @@ from __future__ import annotations
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 from uuid import UUID
 
 from ops_center.alarms.rules.facts import Facts, fold, when
-from ops_center.alarms.rules.observe import CAUSES_BY_KIND, Observation, UnitOf, observe
+from ops_center.alarms.rules.observe import (
+    CAMERA_ALERT,
+    CAUSES_BY_KIND,
+    CLUSTER_FAULT,
+    DEVICE_OFFLINE,
+    EMERGENCY_BROADCAST,
+    Observation,
+    UnitOf,
+    observe,
+)
 from ops_center.alarms.rules.thresholds import Thresholds
 from ops_center.domain.alarm import RULES, Alarm, alarm_id
+
+#: The causes an event can change, by the event's name (its part after the aggregate's):
+#: a device's status changes only its offline cause, an alert only the alert cause, and so
+#: on. Events not named here (registrations, dossiers', indicators' and reports' events,
+#: whose kinds have one cause each) evaluate every cause of the subject's kind. Causes an
+#: event does not name can change only with the clock, and the clock's starts and ends are
+#: evaluated before the event is folded (`RuleBook.on_event`).
+AFFECTS: Final[dict[str, tuple[str, ...]]] = {
+    "StatusReported": (DEVICE_OFFLINE,),
+    "AlertRaised": (CAMERA_ALERT,),
+    "ClusterFaulted": (CLUSTER_FAULT,),
+    "ClusterRestored": (CLUSTER_FAULT,),
+    "BroadcastStarted": (EMERGENCY_BROADCAST,),
+    "BroadcastEnded": (EMERGENCY_BROADCAST,),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +199,7 @@ class RuleBook:
             return
         self.facts[subject_id] = new
         self.changed_facts.add(subject_id)
-        self._evaluate(subject_id, new, at)
+        self._evaluate(subject_id, new, at, AFFECTS.get(name.partition(".")[2]))
 
     def on_clock(self, subject_id: UUID, clock: datetime) -> None:
         """Evaluate a subject at `clock` if a pending start or end has come."""
@@ -196,7 +220,15 @@ class RuleBook:
                 return True
         return False
 
-    def _evaluate(self, subject_id: UUID, facts: Facts, moment: datetime) -> datetime:
+    def _evaluate(
+        self,
+        subject_id: UUID,
+        facts: Facts,
+        moment: datetime,
+        causes: tuple[str, ...] | None = None,
+    ) -> datetime:
+        """Observe the subject's causes (all of its kind, or those `causes` an event can
+        change) at `moment`, and act on what changed."""
         seen = when(facts.get("clock"))
         clock = moment if seen is None else max(seen, moment)
         if seen != clock:
@@ -204,7 +236,7 @@ class RuleBook:
             self.facts[subject_id] = facts
             self.changed_facts.add(subject_id)
         kind, code = facts["kind"], facts["code"]
-        for cause in CAUSES_BY_KIND[kind]:
+        for cause in CAUSES_BY_KIND[kind] if causes is None else causes:
             obs = observe(cause, facts, clock, self.thresholds, self.unit_of)
             key = (subject_id, cause)
             prev = self.records.get(key)
