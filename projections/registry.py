@@ -14,6 +14,7 @@ from projections.devices import DevicesProjection
 from projections.feed import FeedProjection
 from projections.kpis import KpisProjection
 from projections.runner import Projection
+from projections.service_index import ServiceIndexProjection
 from projections.services import ServicesProjection
 
 #: Every projection by name, as a factory.
@@ -23,6 +24,7 @@ PROJECTIONS: Final[dict[str, Callable[[], Projection]]] = {
     KpisProjection.name: KpisProjection,
     FeedProjection.name: FeedProjection,
     AlarmsProjection.name: AlarmsProjection,
+    ServiceIndexProjection.name: ServiceIndexProjection,
 }
 
 

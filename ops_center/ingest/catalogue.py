@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal, Protocol
 
+from ops_center.domain.dossier import RATINGS
 from ops_center.domain.errors import (
     INVALID_DATA,
     UNKNOWN_AGENCY,
@@ -139,11 +140,22 @@ _TYPES = (
             "agency": Field(f.code, ref="agency"),
             "unit": Field(f.code, ref="unit"),
             "due_at": Field(f.timestamp),
+            "digitised": _opt(f.boolean),
+            "fee": _opt(f.boolean),
         },
     ),
     EventType("dossier.supplement_requested", "dossier", {"reason": _opt(f.text(1000))}),
-    EventType("dossier.completed", "dossier", {"result": Field(f.one_of(*RESULTS))}),
+    EventType(
+        "dossier.completed",
+        "dossier",
+        {
+            "result": Field(f.one_of(*RESULTS)),
+            "e_result": _opt(f.boolean),
+            "paid_online": _opt(f.boolean),
+        },
+    ),
     EventType("dossier.withdrawn", "dossier", {"reason": _opt(f.text(1000))}),
+    EventType("dossier.rated", "dossier", {"rating": Field(f.one_of(*RATINGS))}),
     EventType(
         "kpi.defined",
         "indicator",
