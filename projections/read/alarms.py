@@ -295,8 +295,8 @@ async def alarm_stats(
             "acknowledged": r["acknowledged"],
             "resolved_by_operator": r["by_operator"],
             "resolved_by_itself": r["by_itself"],
-            "seconds_to_acknowledge": {"median": _seconds(r[4]), "p90": _seconds(r[5])},
-            "seconds_to_resolve": {"median": _seconds(r[6]), "p90": _seconds(r[7])},
+            "seconds_to_acknowledge": {"median": _seconds(r[6]), "p90": _seconds(r[7])},
+            "seconds_to_resolve": {"median": _seconds(r[8]), "p90": _seconds(r[9])},
             "active_seconds": _seconds(r["active_seconds"]) or 0.0,
         }
         for r in rows

@@ -21,6 +21,7 @@ from web.openapi.building import (
     problem,
     ref,
 )
+from web.openapi.index import INDEX_PATHS
 
 _INGEST = {
     "post": {
@@ -123,6 +124,7 @@ PATHS: Final[dict[str, Any]] = {
         "OverdueList",
         [param("agency", "an agency code", {"type": "string"}), UNIT, LIMIT, OFFSET],
     ),
+    **INDEX_PATHS,
     "/api/v1/kpis": get(
         "Indicators with latest value, target and status",
         "KpiList",

@@ -18,6 +18,7 @@ from web.openapi.building import (
     counts,
     ref,
 )
+from web.openapi.index import INDEX_SCHEMAS
 
 SCHEMAS: Final[dict[str, Any]] = {
     "Problem": {
@@ -324,4 +325,5 @@ SCHEMAS: Final[dict[str, Any]] = {
         },
     },
     **ALARM_SCHEMAS,
+    **INDEX_SCHEMAS,
 }
