@@ -75,6 +75,7 @@ class CloudEvents:
         "dossier.supplement_requested": "dossier.received",
         "dossier.completed": "dossier.received",
         "dossier.withdrawn": "dossier.received",
+        "dossier.rated": "dossier.completed",
         "kpi.defined": None,
         "kpi.reported": "kpi.defined",
         "kpi.target_revised": "kpi.defined",
@@ -144,10 +145,13 @@ class CloudEvents:
                 "agency": cls.AGENCY,
                 "unit": cls.UNIT,
                 "due_at": cls.at(60 * 24 * 5),
+                "digitised": True,
+                "fee": True,
             },
             "dossier.supplement_requested": {"reason": "thiếu bản sao giấy tờ"},
-            "dossier.completed": {"result": "approved"},
+            "dossier.completed": {"result": "approved", "e_result": True, "paid_online": False},
             "dossier.withdrawn": {"reason": "người nộp rút hồ sơ"},
+            "dossier.rated": {"rating": "very_satisfied"},
             "kpi.defined": {
                 "name": "Tỷ lệ hồ sơ trực tuyến toàn trình",
                 "measure": "%",
@@ -192,6 +196,20 @@ class CloudEvents:
             "datacontenttype": "application/json",
             "data": body,
         }
+
+    @classmethod
+    def prerequisites(cls, event_type: str, subject: str) -> list[dict[str, Any]]:
+        """Every event `event_type` needs stored first, oldest first (a rating needs a
+        completion, which needs a reception), an hour apart before `BASE_TIME`."""
+        chain: list[str] = []
+        kind = cls.REGISTRATION[event_type]
+        while kind is not None:
+            chain.insert(0, kind)
+            kind = cls.REGISTRATION[kind]
+        return [
+            cls.event(kind, subject, time=cls.at(-60 * (len(chain) - i)))
+            for i, kind in enumerate(chain)
+        ]
 
     @classmethod
     def registration(cls, event_type: str, subject: str) -> dict[str, Any] | None:
