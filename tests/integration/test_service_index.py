@@ -507,3 +507,27 @@ async def test_rebuild_equals_incremental_and_the_readings_agree(
 
 async def test_the_index_projection_is_registered(fresh_url: str) -> None:
     assert "service_index" in {p.name for p in create_projections()}
+
+
+async def test_the_simulated_province_scores_as_real_provinces_do(
+    store: OpsCenter, conn: Any
+) -> None:
+    """Two working days of the demo province's dossiers, delivered as they happen: the
+    index lands where real provinces score (70-90)."""
+    from ops_center.tools.simulator import Province
+
+    start = t(11, 2, 0)  # a Monday
+    events = [
+        e
+        for e in Province(start, seed=5, run="idx", profile=PROFILE).advance(
+            start + timedelta(days=2)
+        )
+        if e["type"].startswith("dossier.")
+    ]
+    assert len(events) > 5_000
+    for i in range(0, len(events), 2_000):
+        await record(store, [{**e, "_late_hours": 0} for e in events[i : i + 2_000]])
+    await follow(conn)
+    answer = await index(conn, NOV, clock=start + timedelta(days=2))
+    assert 70 <= answer["total"] <= 90, answer
+    assert not any(g["no_data"] for g in answer["groups"].values())
