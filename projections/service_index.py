@@ -217,6 +217,14 @@ _ADD: Final = (
 
 _US: Final = timedelta(microseconds=1)
 
+# The UPDATE joins a chunk's ids with a table of every dossier: a primary-key probe per id
+# costs the same at any size, where a hash join would read the whole table (as in
+# `projections.services`).
+_INDEX_JOINS: Final = "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off"
+_DEFAULT_JOINS: Final = (
+    "SET LOCAL enable_hashjoin TO DEFAULT; SET LOCAL enable_mergejoin TO DEFAULT"
+)
+
 Key = tuple[str, str, datetime]
 
 
@@ -349,7 +357,9 @@ class ServiceIndexProjection(Projection):
                 self._record(new, later, what, event, on_time_arrival)
         await copy_rows(conn, "rm_index_dossiers", _ROW_COLUMNS, [tuple(r) for r in new.values()])
         if later:
+            await conn.execute(_INDEX_JOINS)
             await conn.execute(_UPDATE, *_update_columns(later))
+            await conn.execute(_DEFAULT_JOINS)
         await copy_rows(
             conn,
             "rm_index_supplements",

@@ -149,14 +149,22 @@ def _iso(text: Any) -> str | None:
 
 
 async def _page(
-    conn: Connection, query: Query, sql: str, after: int | None, limit: int
+    conn: Connection, query: Query, sql: str | Sequence[str], after: int | None, limit: int
 ) -> tuple[list[tuple[str, int]], int | None]:
-    """A page of the (subject, position) pairs of `sql` (its columns ``subject`` and
-    ``position``), by position, after `after`; and the cursor of the next page."""
+    """A page of the (subject, position) pairs of `sql` (one statement or several parts,
+    each with the columns ``subject`` and ``position``), by position, after `after`; and
+    the cursor of the next page. Each part is cut to the page before the parts are joined
+    (a part lists each event once; several parts may list the same one)."""
+    parts = [sql] if isinstance(sql, str) else list(sql)
     where = "" if after is None else f"WHERE position > {query.arg(after)}"
+    cut = query.arg(limit + 1)
+    joined = " UNION ALL ".join(
+        f"(SELECT subject, position FROM ({part}) p {where} ORDER BY position LIMIT {cut})"
+        for part in parts
+    )
     rows = await conn.fetch(
-        f"SELECT DISTINCT subject, position FROM ({sql}) c {where} "
-        f"ORDER BY position, subject LIMIT {query.arg(limit + 1)}",
+        f"SELECT DISTINCT subject, position FROM ({joined}) c "
+        f"ORDER BY position, subject LIMIT {cut}",
         *query.args,
     )
     pairs = [(row[0], row[1]) for row in rows[:limit]]
@@ -404,8 +412,9 @@ def _index_sql(
     position: int,
     agency: str | None,
     units: Collection[str] | None,
-) -> str:
-    """The (subject, position) pairs of an index figure, as SQL (arguments in `query`)."""
+) -> list[str]:
+    """The (subject, position) pairs of an index figure, as SQL parts (arguments in
+    `query`)."""
     if path == "total":
         names = [f"{p.group}.{p.name}" for p in index_read.PARTS]
     elif "." in path:
@@ -436,7 +445,7 @@ def _index_sql(
         if name == "progress.on_time":
             parts.append(completed)
             if at >= period.start:
-                parts.append(in_progress_pairs(query.arg(at), p, cond))
+                parts.append(in_progress_pairs(e, p, cond))
         elif name == "online.online_share":
             parts.append(f"{received} AND level IN ({levels})")
         elif name == "online.online_payment":
@@ -457,18 +466,19 @@ def _index_sql(
                 "JOIN rm_index_dossiers d USING (originator_id) "
                 f"WHERE s.at >= {s} AND s.at < {e} AND s.position <= {p}{within('d.')}"
             )
-    return " UNION ALL ".join(f"({part})" for part in parts)
+    return parts
 
 
-def in_progress_pairs(at: str, position: str, cond: str) -> str:
-    """The dossiers in progress at `at` as of `position` (placeholders), each with its
-    reception: the three parts of `index_read.in_progress_sql`."""
+def in_progress_pairs(end: str, position: str, cond: str) -> str:
+    """The dossiers in progress in a period ending at `end` as of `position`
+    (placeholders), each with its reception: the parts of `index_read.in_progress_sql`."""
     base = "SELECT code AS subject, received_position AS position FROM rm_index_dossiers WHERE "
+    received = f"received_position <= {position} AND received_at < {end}{cond}"
     return " UNION ALL ".join(
-        f"({base}{c} AND received_at <= {at}{cond})"
+        f"({base}{c} AND {received})"
         for c in (
-            f"state = 'open' AND received_position <= {position}",
-            f"state <> 'open' AND closed_position > {position} AND received_position <= {position}",
-            f"state <> 'open' AND closed_position <= {position} AND closed_at > {at}",
+            "state = 'open'",
+            f"state <> 'open' AND closed_position > {position}",
+            f"state <> 'open' AND closed_position <= {position} AND closed_at >= {end}",
         )
     )

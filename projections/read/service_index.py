@@ -5,7 +5,9 @@ reading of the decision is in docs/READ_MODELS.md, *service_index*). For the dos
 a period (a local month ``2026-11``, quarter ``2026-Q4`` or year ``2026``):
 
 * ``progress`` (20): (completed on time + in progress and not overdue) / (completed + in
-  progress), counted at the period's end, or at the clock when the period has not ended;
+  progress); in progress: received before the period's end and not closed before it (by
+  the events recorded), overdue when due before the period's end or the clock, whichever
+  is earlier (a period that has not begun has none);
 * ``online`` (22): 11 x filed online / received for procedures that can be filed online,
   plus 11 x completed with the fee paid online / completed with a fee;
 * ``digitisation`` (22): 11 x digitised at intake / received, plus 11 x completed with an
@@ -19,10 +21,10 @@ A part with no denominator scores its maximum and says ``no_data``. Facts are co
 the period by their CloudEvent time.
 
 **Now**: the period's sums come from the monthly counters of `projections.service_index`
-(a few rows per group); the dossiers in progress at the end of a period that has ended are
-a prefix sum of the same counters; for the current period, the dossiers overdue now are
-read from the open dossiers past due (an index range), and the dossiers in progress are
-the counters' sum less the changes dated after now (a few rows). **As of** a moment
+(a few rows per group); the dossiers in progress are a prefix sum of the same counters up
+to the period's end, and so are the overdue ones of a period that has ended; for the
+current period the dossiers overdue now are read from the open dossiers past due (an
+index range). **As of** a moment
 (`as_of`), every figure is read from the dossiers' rows with the positions of their
 events at or before the moment's position (a scan of the period's dossiers: slower, and
 growing with the period's size; docs/READ_MODELS.md gives figures).
@@ -192,8 +194,9 @@ def scores(tally: Tally) -> tuple[float, dict[str, Any]]:
 
 
 def counted_at(period: Period, clock: datetime) -> datetime:
-    """When the dossiers in progress are counted: the period's last instant, or the clock
-    if earlier."""
+    """When the dossiers in progress are judged overdue or not: the period's last instant,
+    or the clock if earlier (the dossiers in progress are those received before the
+    period's end and not closed before it, by the events recorded)."""
     return min(period.end - _US, clock)
 
 
@@ -262,12 +265,11 @@ async def _counted(
     ended = period.end <= clock
     query = Query(period.start, period.end)
     _counter_filters(query, by, agency, units)
-    in_period = "FILTER (WHERE month >= $1 AND month < $2)"
-    before_end = "FILTER (WHERE month < $2)" if ended else ""
+    in_period = "FILTER (WHERE month >= $1)"
     sums = ", ".join(f"sum({c}) {in_period}" for c in idx.COUNTERS[: idx.IN_PROGRESS])
     rows = await conn.fetch(
-        f"SELECT {_group_sql(by)} AS g, {sums}, sum(in_progress_change) {before_end}, "
-        f"sum(overdue_change) {before_end} FROM rm_index_months {query.clause()} GROUP BY 1",
+        f"SELECT {_group_sql(by)} AS g, {sums}, sum(in_progress_change), sum(overdue_change) "
+        f"FROM rm_index_months {query.clause()} AND month < $2 GROUP BY 1",
         *query.args,
     )
     out: dict[Key, Tally] = {}
@@ -291,42 +293,33 @@ async def _counted(
         if at >= period.start:
             t.add(in_progress=row[14], overdue=row[15] if ended else 0)
     if at >= period.start and not ended:
-        await _now_in_progress(conn, at, by, agency, units, out)
+        await _overdue_now(conn, period, at, by, agency, units, out)
     return out
 
 
-async def _now_in_progress(
+async def _overdue_now(
     conn: Connection,
+    period: Period,
     at: datetime,
     by: By | None,
     agency: str | None,
     units: Collection[str] | None,
     out: dict[Key, Tally],
 ) -> None:
-    """In progress at `at` (within the current period): the counters' sum over every
-    month (already in `out`) less the changes dated after `at`; overdue at `at` from the
-    open dossiers past due (and those whose closing is dated after `at`)."""
+    """Of the dossiers in progress in a period that has not ended, those due before `at`:
+    the open dossiers past due (an index range), and those whose closing is dated after
+    the period's end."""
     group = _group_sql(by)
-    later = Query(at)
-    _row_filters(later, agency, units)
-    extra = later.clause("AND")
-    for row in await conn.fetch(
-        f"SELECT {group} AS g, count(*) FILTER (WHERE received_at > $1) - count(*) FILTER "
-        "(WHERE closed_at IS NOT NULL AND greatest(received_at, closed_at) > $1) "
-        f"FROM rm_index_dossiers WHERE (received_at > $1 OR closed_at > $1) {extra} GROUP BY 1",
-        *later.args,
-    ):
-        out.setdefault(row[0], Tally()).add(in_progress=-row[1])
-    overdue = Query(at)
-    _row_filters(overdue, agency, units)
-    extra = overdue.clause("AND")
+    query = Query(at, period.end)
+    _row_filters(query, agency, units)
+    extra = query.clause("AND")
     for row in await conn.fetch(
         f"SELECT g, count(*) FROM ("
         f"SELECT {group} AS g FROM rm_index_dossiers WHERE state = 'open' AND due_at < $1 "
-        f"AND received_at <= $1 {extra} "
-        f"UNION ALL SELECT {group} FROM rm_index_dossiers WHERE closed_at > $1 "
-        f"AND due_at < $1 AND received_at <= $1 {extra}) x GROUP BY 1",
-        *overdue.args,
+        f"AND received_at < $2 {extra} "
+        f"UNION ALL SELECT {group} FROM rm_index_dossiers WHERE closed_at >= $2 "
+        f"AND due_at < $1 AND received_at < $2 {extra}) x GROUP BY 1",
+        *query.args,
     ):
         out.setdefault(row[0], Tally()).add(overdue=row[1])
 
@@ -407,10 +400,10 @@ async def _historic(
     ):
         tally(row[0]).add(status=row[1], timely=row[2])
     if at >= period.start:
-        progress = Query(at, position)
+        progress = Query(period.end, position, at)
         _row_filters(progress, agency, units)
         for row in await conn.fetch(
-            f"SELECT g, count(*), count(*) FILTER (WHERE due_at < $1) FROM ("
+            f"SELECT g, count(*), count(*) FILTER (WHERE due_at < $3) FROM ("
             f"{in_progress_sql(group, progress.clause('AND'))}) x GROUP BY 1",
             *progress.args,
         ):
@@ -418,18 +411,19 @@ async def _historic(
     return out
 
 
-def in_progress_sql(columns: str, extra: str) -> str:
-    """The dossiers in progress at ``$1`` as the log stood at position ``$2`` (received by
-    then and not closed at or before ``$1`` by an event up to ``$2``): three disjoint
-    parts, each on an index (open now; closed after the position; closed later than
-    ``$1``). `columns` is what each row yields besides ``due_at``, as ``g``."""
+def in_progress_sql(columns: str, extra: str, end: str = "$1", position: str = "$2") -> str:
+    """The dossiers in progress in a period ending at `end`, as the log stood at
+    `position` (placeholders): received before the end by an event up to the position,
+    and not closed before the end by one. Three disjoint parts, each on an index (open
+    now; closed after the position; closed at or after the end). `columns` is what each
+    row yields besides ``due_at``, as ``g``."""
+    base = f"SELECT {columns} AS g, due_at FROM rm_index_dossiers WHERE"
+    received = f"received_position <= {position} AND received_at < {end} {extra}"
     return (
-        f"SELECT {columns} AS g, due_at FROM rm_index_dossiers WHERE state = 'open' "
-        f"AND received_position <= $2 AND received_at <= $1 {extra} "
-        f"UNION ALL SELECT {columns}, due_at FROM rm_index_dossiers WHERE state <> 'open' "
-        f"AND closed_position > $2 AND received_position <= $2 AND received_at <= $1 {extra} "
-        f"UNION ALL SELECT {columns}, due_at FROM rm_index_dossiers WHERE state <> 'open' "
-        f"AND closed_position <= $2 AND closed_at > $1 AND received_at <= $1 {extra}"
+        f"{base} state = 'open' AND {received} "
+        f"UNION ALL {base} state <> 'open' AND closed_position > {position} AND {received} "
+        f"UNION ALL {base} state <> 'open' AND closed_position <= {position} "
+        f"AND closed_at >= {end} AND {received}"
     )
 
 

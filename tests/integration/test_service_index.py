@@ -317,17 +317,18 @@ async def test_an_agency_and_a_group_without_data(store: OpsCenter, conn: Any) -
     assert fractions(ward)["digitised_intake"] == (3, 3)  # D1 D2 D7
 
 
-async def test_a_period_not_ended_counts_in_progress_at_the_clock(
+async def test_a_period_not_ended_judges_overdue_at_the_clock(
     store: OpsCenter, conn: Any
 ) -> None:
-    """Q4 at 12-10: completed D6 D1 D2 D3 D5 D9 (on time all but D2); in progress at the
-    clock: D4 (overdue) and D10 (D11 is received after the clock). Received in Q4: all 11
-    (D11 is dated in the quarter)."""
+    """Q4 at 12-10: completed D6 D1 D2 D3 D5 D9 (on time all but D2); in progress (received
+    before the quarter's end, not closed before it, by the events recorded): D4, D10 and
+    D11 (dated after the clock, but recorded); overdue at the clock: D4. Received in Q4:
+    all 11."""
     await record(store, world())
     await follow(conn)
     answer = await index(conn, Q4)
     counts = fractions(answer)
-    assert counts["on_time"] == (5 + 2 - 1, 6 + 2)
+    assert counts["on_time"] == (5 + 3 - 1, 6 + 3)
     assert counts["digitised_intake"] == (7, 11)  # D1 D2 D4 D7 D9 D10 D11
     assert counts["e_result"] == (3, 6)  # D1 D3 D5
     assert counts["timely"] == (20 - 2, 20)  # 11 receptions, 1 supplement, 8 closings
@@ -339,13 +340,13 @@ async def test_a_period_not_ended_counts_in_progress_at_the_clock(
         )
     # at the end of October D6 was in progress and not overdue, nothing completed
     assert fractions(months[0])["on_time"] == (1, 1)
-    # 11-20 10:00, November not ended: its four completions so far, and D4 in progress,
-    # not yet overdue
+    # at 11-20 10:00 November has not ended: its four completions, and in progress D4, D5
+    # and D7 (closed in December), none overdue yet
     mid = await index(conn, NOV, clock=t(11, 20, 10))
-    assert mid["groups"]["progress"]["parts"][0]["denominator"] == 4 + 1
-    assert fractions(mid)["on_time"] == (3 + 1, 4 + 1)
-    # later that month, D4 is overdue: 11-26
-    assert fractions(await index(conn, NOV, clock=t(11, 26)))["on_time"] == (3 + 1 - 1, 4 + 1)
+    assert mid["groups"]["progress"]["parts"][0]["denominator"] == 4 + 3
+    assert fractions(mid)["on_time"] == (3 + 3, 4 + 3)
+    # later that month D4 is overdue: 11-26
+    assert fractions(await index(conn, NOV, clock=t(11, 26)))["on_time"] == (3 + 3 - 1, 4 + 3)
     # a period that has not begun has no dossiers in progress and no data
     future = await index(conn, index_read.parse_period("2027-02"))
     assert all(p["no_data"] for g in future["groups"].values() for p in g["parts"])
