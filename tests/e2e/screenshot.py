@@ -302,11 +302,24 @@ def demo_events(profile: Profile, now: datetime, seed: int = 20261122) -> list[d
                     "agency": rng.choice(AGENCIES),
                     "unit": rng.choice(communes).code,
                     "due_at": _at(due),
+                    "digitised": rng.random() < 0.9,
+                    "fee": level != "full_online" or rng.random() < 0.4,
                 },
             )
             if rng.random() < 0.62 and done < now:
                 result = "refused" if rng.random() < 0.04 else "approved"
-                add("dossier.completed", subject, done, {"result": result})
+                completion = {
+                    "result": result,
+                    "e_result": rng.random() < 0.75,
+                    "paid_online": rng.random() < 0.55,
+                }
+                add("dossier.completed", subject, done, completion)
+                rated = done + timedelta(minutes=rng.uniform(5, 60))
+                if rng.random() < 0.35 and rated < now:
+                    rating = rng.choices(
+                        ["very_satisfied", "satisfied", "dissatisfied"], [52, 39, 9]
+                    )[0]
+                    add("dossier.rated", subject, rated, {"rating": rating})
     for _ in range(23):
         received = now - timedelta(days=rng.uniform(6, 12))
         code, name, level = rng.choice(PROCEDURES)
@@ -419,6 +432,7 @@ async def capture(
             await page.wait_for("opsRoom.connection === 'live'", 20)
             await page.wait_for(
                 "document.querySelectorAll('#feed .fitem').length > 0 && "
+                "document.querySelectorAll('#index-lowest li[data-agency]').length === 3 && "
                 f"document.querySelectorAll('.sparkline').length >= {kpis}",
                 20,
             )

@@ -317,9 +317,7 @@ async def test_an_agency_and_a_group_without_data(store: OpsCenter, conn: Any) -
     assert fractions(ward)["digitised_intake"] == (3, 3)  # D1 D2 D7
 
 
-async def test_a_period_not_ended_judges_overdue_at_the_clock(
-    store: OpsCenter, conn: Any
-) -> None:
+async def test_a_period_not_ended_judges_overdue_at_the_clock(store: OpsCenter, conn: Any) -> None:
     """Q4 at 12-10: completed D6 D1 D2 D3 D5 D9 (on time all but D2); in progress (received
     before the quarter's end, not closed before it, by the events recorded): D4, D10 and
     D11 (dated after the clock, but recorded); overdue at the clock: D4. Received in Q4:
