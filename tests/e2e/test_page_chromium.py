@@ -533,14 +533,20 @@ async def test_every_figure_opens_where_it_comes_from(
         f"document.querySelector('[data-kpi=\"{indicator}\"] [data-metric]') !== null"
     )
     month = datetime.now(VN).strftime("%Y-%m")
+    # each figure by a selector that survives re-rendering (panels redraw their rows)
     figures = await page.evaluate(
-        "[...document.querySelectorAll('[data-metric]')].map((n, i) => "
-        "{ n.dataset.figureIndex = String(i); return [i, n.dataset.metric, "
-        "n.closest('.tiles') !== null, n.dataset.agency || null]; })"
+        "[...document.querySelectorAll('[data-metric]')].map((n) => {"
+        "  const box = n.closest('.tiles, .panel');"
+        '  const agency = n.dataset.agency ? `[data-agency="${n.dataset.agency}"]` '
+        "    : ':not([data-agency])';"
+        '  const metric = `[data-metric="${n.dataset.metric}"]`;'
+        "  return [`.${[...box.classList].join('.')} ${metric}${agency}`,"
+        "    n.dataset.metric, box.classList.contains('tiles'), n.dataset.agency || null]; })"
     )
     assert len(figures) >= 14 + 6 + 2 + 1
-    for number, metric, tile, agency in figures:
-        await page.evaluate(f"document.querySelector('[data-figure-index=\"{number}\"]').click()")
+    assert len({selector for selector, *_ in figures}) == len(figures)
+    for selector, metric, tile, agency in figures:
+        await page.evaluate(f"document.querySelector({orjson.dumps(selector).decode()}).click()")
         await page.wait_for(
             "!document.getElementById('lineage').hidden && "
             "document.getElementById('lineage-summary').textContent !== ''"
