@@ -20,6 +20,10 @@ so dashboards keep working; histogram bounds are now written ``le="1.0"`` where 
   ``ops_center_http_request_seconds{route}``;
 * gauges ``ops_center_ws_clients``, ``ops_center_ws_subscriptions``,
   ``ops_center_projection_active{projection}``;
+* the pipeline's: gauge ``ops_center_pipeline_active``, histograms
+  ``ops_center_pipeline_step_events``, ``ops_center_pipeline_step_seconds``,
+  ``ops_center_pipeline_delay_seconds``, counter
+  ``ops_center_pipeline_failures_total{consumer}``;
 * gauges read from the database at scrape time (`web.metrics`, not kept here):
   ``ops_center_store_up``, ``ops_center_event_log_head``,
   ``ops_center_projection_position{projection}``,
@@ -35,8 +39,8 @@ gauges kept here are per process and say how they merge:
 
 * ``ws_clients`` and ``ws_subscriptions``: ``livesum``, the node's open connections and
   subscriptions are the sum over its live processes;
-* ``projection_active``: ``livemax``, 1 when any live process of the node runs the
-  projection.
+* ``projection_active`` and ``pipeline_active``: ``livemax``, 1 when any live process of
+  the node runs the projection (follows the log).
 
 "Live" means the library drops a process's gauge files on
 `prometheus_client.multiprocess.mark_process_dead`: a process calls it for itself when its
@@ -241,6 +245,36 @@ class Metrics:
                 "Fresh snapshots sent instead of deltas.",
                 registry=own,
             )
+        )
+        self.pipeline_active = Gauge(
+            "ops_center_pipeline_active",
+            "1 when a process of this node is the active follower of the event log.",
+            multiprocess_mode="livemax",
+            registry=own,
+        )
+        self.pipeline_step_events = Histogram(
+            "ops_center_pipeline_step_events",
+            "Events read in one step of the pipeline's follower.",
+            buckets=BATCH_BUCKETS,
+            registry=own,
+        )
+        self.pipeline_step_seconds = Histogram(
+            "ops_center_pipeline_step_seconds",
+            "Duration of one step of the pipeline's follower, in seconds.",
+            buckets=LATENCY_BUCKETS,
+            registry=own,
+        )
+        self.pipeline_delay_seconds = Histogram(
+            "ops_center_pipeline_delay_seconds",
+            "Seconds from the recording of the oldest event of a step to the step's end.",
+            buckets=LATENCY_BUCKETS,
+            registry=own,
+        )
+        self.pipeline_failures = Counter(
+            "ops_center_pipeline_failures_total",
+            "Steps a projection or the alarm rules failed (rolled back, retried later).",
+            ("consumer",),
+            registry=own,
         )
         #: Frames coalesced and dropped on WebSocket connections already closed (those
         #: of open connections are read from their outboxes, `web.metrics`).

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -85,9 +85,15 @@ class Settings:
     alarm_dossier_grace_seconds: float = 0.0
     #: Seconds between evaluations of the clock without new events (due times, grace).
     alarm_tick_seconds: float = 5.0
-    #: Fewest seconds between two steps of the alarm rules while events keep coming: under
-    #: load one step takes the events of many commits (cheaper), at this much delay.
-    alarm_min_interval_seconds: float = 0.25
+
+    # Processes
+    #: Where the event pipeline (projections, alarm rules, stream publisher) runs for an
+    #: HTTP process: ``inline`` (inside it: tests, development) or ``off`` (elsewhere:
+    #: ``ops-center serve`` runs it as a process of its own, ``ops-center pipeline`` alone).
+    pipeline: str = "inline"
+    #: HTTP processes of ``ops-center serve`` (they share the port with ``SO_REUSEPORT``);
+    #: by default one per core.
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
 
     # Operations
     #: ``/readyz`` answers 503 when a projection is more than this many events behind the log.
@@ -161,7 +167,8 @@ ENV: dict[str, str] = {
     "alarm_alert_hold_seconds": "OPS_CENTER_ALARM_ALERT_HOLD_SECONDS",
     "alarm_dossier_grace_seconds": "OPS_CENTER_ALARM_DOSSIER_GRACE_SECONDS",
     "alarm_tick_seconds": "OPS_CENTER_ALARM_TICK_SECONDS",
-    "alarm_min_interval_seconds": "OPS_CENTER_ALARM_MIN_INTERVAL_SECONDS",
+    "pipeline": "OPS_CENTER_PIPELINE",
+    "workers": "OPS_CENTER_WORKERS",
     "ready_max_lag": "OPS_CENTER_READY_MAX_LAG",
     "log_format": "OPS_CENTER_LOG_FORMAT",
     "metrics_token": "OPS_CENTER_METRICS_TOKEN",

@@ -26,7 +26,7 @@ import orjson
 from ops_center.domain.alarm import Alarm
 from ops_center.domain.events import names_of
 from ops_center.store.log import Event
-from projections.runner import Connection, Projection, copy_rows
+from projections.projection import Connection, Projection, copy_rows
 
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS rm_alarms (

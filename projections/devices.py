@@ -32,7 +32,7 @@ from ops_center.domain.camera import Camera
 from ops_center.domain.events import names_of
 from ops_center.domain.radio import RadioStation
 from ops_center.store.log import Event
-from projections.runner import Connection, Projection, copy_rows, stage
+from projections.projection import Connection, Projection, copy_rows, stage
 
 CAMERA: Final = "camera"
 RADIO: Final = "radio"

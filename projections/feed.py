@@ -24,7 +24,7 @@ from ops_center.domain.events import names_of
 from ops_center.domain.indicator import Indicator
 from ops_center.domain.radio import RadioStation
 from ops_center.store.log import CLOUDEVENT_TYPES, EVENTS_TABLE, Event, decode, topics_of
-from projections.runner import Connection, Projection
+from projections.projection import Connection, Projection
 
 #: How many events the feed keeps.
 DEFAULT_KEEP: Final = 1_000

@@ -26,7 +26,7 @@ from ops_center.domain.indicator import Indicator
 from ops_center.domain.kpi_status import Status, kpi_status
 from ops_center.province.calendar import period_bounds, period_key
 from ops_center.store.log import Event
-from projections.runner import Connection, Projection
+from projections.projection import Connection, Projection
 
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS rm_kpis (

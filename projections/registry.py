@@ -13,7 +13,7 @@ from projections.alarms import AlarmsProjection
 from projections.devices import DevicesProjection
 from projections.feed import FeedProjection
 from projections.kpis import KpisProjection
-from projections.runner import Projection
+from projections.projection import Projection
 from projections.service_index import ServiceIndexProjection
 from projections.services import ServicesProjection
 

@@ -50,7 +50,7 @@ from uuid import UUID
 from ops_center.domain.dossier import Dossier
 from ops_center.domain.events import names_of
 from ops_center.store.log import Event
-from projections.runner import Connection, Projection, copy_rows
+from projections.projection import Connection, Projection, copy_rows
 from projections.services import local_month
 
 NAME: Final = "service_index"

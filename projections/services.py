@@ -47,7 +47,7 @@ from ops_center.domain.dossier import Dossier
 from ops_center.domain.events import names_of
 from ops_center.province.calendar import TZ
 from ops_center.store.log import Event
-from projections.runner import Connection, Projection, copy_rows
+from projections.projection import Connection, Projection, copy_rows
 
 #: Counter tables by grain.
 GRAINS: Final = {"hour": "rm_dossier_hours", "day": "rm_dossier_days", "month": "rm_dossier_months"}

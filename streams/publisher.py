@@ -1,8 +1,8 @@
 """The publisher: after projections commit, what changed goes to the bus with its position.
 
-It listens to this node's projection runners (`ProjectionRunner.on_commit`) and acts only
-for the runners this node runs actively (one node per projection holds its advisory lock),
-so each change is published once across nodes. One task per topic, so that a slow topic
+It listens to the commits of the log's follower (`Commits`: the pipeline's follower, which
+one node at a time runs, elected by an advisory lock) and acts only while that follower is
+active here, so each change is published once across nodes. One task per topic, so that a slow topic
 never delays another:
 
 * a state topic (overview, services, kpis, feed, alarms) is read whole for every scope that
@@ -26,12 +26,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any, Final
+from collections.abc import Callable
+from typing import Any, Final, Protocol
 
 from ops_center.province.calendar import now
 from ops_center.runtime.backoff import Backoff
 from ops_center.runtime.tasks import stop_tasks
-from projections.runner import ProjectionSet
 from streams import topics
 from streams.bus import Bus, BusUnavailable, Change, parse_interest
 from streams.sources import Source
@@ -52,6 +52,17 @@ MAX_SPAN: Final = 200_000
 #: First and largest pause after a failed publication, in seconds.
 MIN_RETRY: Final = 0.2
 MAX_RETRY: Final = 5.0
+
+
+class Commits(Protocol):
+    """Where the publisher learns that projections committed (the pipeline's follower)."""
+
+    #: Called with ``(projection name, position)`` after each commit that moved it.
+    on_commit: list[Callable[[str, int], None]]
+
+    def is_active(self, name: str) -> bool:
+        """Whether this node follows the log for that projection now."""
+        ...
 
 
 class TopicPublisher:
@@ -160,13 +171,13 @@ class TopicPublisher:
 
 
 class Publisher:
-    """Publishes every topic's changes from this node's active projection runners."""
+    """Publishes every topic's changes while this node's follower is active."""
 
     def __init__(
         self,
         bus: Bus,
         source: Source,
-        runners: ProjectionSet,
+        commits: Commits,
         *,
         interval: float = DEFAULT_INTERVAL,
         refresh: float = DEFAULT_REFRESH,
@@ -174,7 +185,7 @@ class Publisher:
     ) -> None:
         self.bus = bus
         self.source = source
-        self.runners = runners
+        self.commits = commits
         self.interval = interval
         self.refresh = refresh
         self.interest_poll = interest_poll
@@ -187,25 +198,21 @@ class Publisher:
         self.origins: dict[str, int] = {}
 
     def active(self, topic: topics.Topic) -> bool:
-        """Whether this node runs one of the topic's projections actively."""
-        runners = self.runners.runners
-        return any(
-            name in runners and runners[name].state == "active" for name in topic.projections
-        )
+        """Whether this node follows one of the topic's projections now."""
+        return any(self.commits.is_active(name) for name in topic.projections)
 
     def scopes(self, topic: str) -> set[str | None]:
         return self._interests.get(topic, set())
 
     def _committed(self, name: str, position: int) -> None:
-        if self.runners[name].state != "active":
+        if not self.commits.is_active(name):
             return
         for publisher in self.topics.values():
             if name in publisher.topic.projections:
                 publisher.wake.set()
 
     async def start(self) -> None:
-        for runner in self.runners.runners.values():
-            runner.on_commit.append(self._committed)
+        self.commits.on_commit.append(self._committed)
         try:
             async with self.source.transaction() as conn:
                 positions = await self.source.positions(conn)
@@ -225,9 +232,8 @@ class Publisher:
         self._tasks.append(asyncio.create_task(self._poll_interests(), name="publisher:scopes"))
 
     async def stop(self) -> None:
-        for runner in self.runners.runners.values():
-            with contextlib.suppress(ValueError):
-                runner.on_commit.remove(self._committed)
+        with contextlib.suppress(ValueError):
+            self.commits.on_commit.remove(self._committed)
         await stop_tasks(self._tasks)
         self._tasks = []
 

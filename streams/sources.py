@@ -37,9 +37,9 @@ from ops_center.province.profile import Profile
 from ops_center.store.log import EVENTS_TABLE, topics_of
 from projections import read
 from projections.devices import DevicesProjection
+from projections.projection import Connection
 from projections.read import alarms as alarms_read
 from projections.read import service_index as index_read
-from projections.runner import Connection
 from streams.topics import FEED_ITEMS
 
 Json = dict[str, Any]

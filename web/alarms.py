@@ -35,7 +35,7 @@ from ops_center.province.calendar import iso, now
 from projections.read import alarms as alarms_read
 from web import params
 from web.appkeys import ALARM_DESK, PRINCIPAL, SETTINGS
-from web.params import DEFAULT_PAGE, MAX_PAGE, BadParameter, query_handler, snapshot
+from web.params import DEFAULT_PAGE, MAX_PAGE, BadParameter, query_handler, reads, snapshot
 from web.problems import problem
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,7 @@ def _unknown(request: web.Request) -> web.Response:
 
 
 @query_handler
+@reads("alarms")
 async def get_alarms(request: web.Request) -> web.StreamResponse:
     """Alarms newest first (`state`: active, acknowledged, resolved or open; `unit`;
     `severity`; `cause`; `limit`; `offset`)."""
@@ -86,6 +87,7 @@ async def get_alarms(request: web.Request) -> web.StreamResponse:
 
 
 @query_handler
+@reads("alarms")
 async def get_alarm_stats(request: web.Request) -> web.StreamResponse:
     """How long the alarms raised in ``[from, to)`` stayed open, per cause and unit
     (`cause`?, `unit`?)."""
@@ -108,6 +110,7 @@ async def get_alarm_stats(request: web.Request) -> web.StreamResponse:
 
 
 @query_handler
+@reads("alarms")
 async def get_alarm(request: web.Request) -> web.StreamResponse:
     """One alarm with its history and the other occurrences of its cause."""
     alarm = _alarm_id(request)

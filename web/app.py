@@ -4,14 +4,15 @@ Nothing connects at import time. Every resource is a `cleanup_ctx` entry of
 `web.resources`, listed here in the order they start (they close in reverse): the
 database, the read pool and keyring, the event store, the group-commit writer, the
 projection runners, the alarm desk and rules, and the live streams (bus, hub, publisher).
-The route modules only handle requests.
+The route modules only handle requests. With ``Settings.pipeline = "off"`` (what
+``ops-center serve`` gives its HTTP processes) the process runs no projection, rule or
+publisher: they run in the pipeline process (`ops_center.pipeline.process`).
 """
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from ops_center.access.ratelimit import RateLimiter
 from ops_center.province.profile import load_profile
 from ops_center.settings import Settings
 from ops_center.store.database import (
@@ -21,7 +22,6 @@ from web import resources
 from web.alarms import add_alarm_routes
 from web.appkeys import (
     PROFILE,
-    RATE_LIMITER,
     READY,
     SETTINGS,
 )
@@ -47,9 +47,10 @@ def create_app(settings: Settings) -> web.Application:
     )
     if settings.database_url is not None:
         Database.parse(settings.database_url)  # a configuration error stops here, at once
+    if settings.pipeline not in ("inline", "off"):
+        raise ValueError(f"OPS_CENTER_PIPELINE must be inline or off, not {settings.pipeline!r}")
     app[SETTINGS] = settings
     app[PROFILE] = load_profile(settings.profile)
-    app[RATE_LIMITER] = RateLimiter(burst_seconds=settings.rate_burst_seconds)
     app[READY] = {}
     app.cleanup_ctx.extend(
         [
@@ -57,8 +58,11 @@ def create_app(settings: Settings) -> web.Application:
             resources.read_pool,
             resources.event_store,
             resources.writer,
-            resources.projection_runners,
             resources.alarm_desk,
+            resources.stream_bus,
+            resources.rate_limits,
+            resources.pipeline,
+            resources.rebuilding,
             resources.stream_hub,
         ]
     )
@@ -79,7 +83,7 @@ def create_app(settings: Settings) -> web.Application:
     return app
 
 
-def run(app: web.Application, settings: Settings) -> None:
+def run(app: web.Application, settings: Settings, *, reuse_port: bool = False) -> None:
     """Serve `app` until SIGINT/SIGTERM, then shut down gracefully (10 s at most).
 
     There is no per-request access log: it cost 7 % of CPU on single-event ingest
@@ -92,4 +96,5 @@ def run(app: web.Application, settings: Settings) -> None:
         print=None,
         shutdown_timeout=10,
         access_log=None,
+        reuse_port=reuse_port,
     )

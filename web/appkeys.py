@@ -10,16 +10,16 @@ from aiohttp import web
 
 from ops_center.access.keys import Principal
 from ops_center.access.keystore import Keyring
-from ops_center.access.ratelimit import RateLimiter
+from ops_center.access.ratelimit import Limits
 from ops_center.alarms.engine import AlarmDesk
-from ops_center.alarms.runner import RulesRunner
 from ops_center.metrics import Metrics
+from ops_center.pipeline.follower import Follower
 from ops_center.province.profile import Profile
 from ops_center.settings import Settings
 from ops_center.store.application import OpsCenter
 from ops_center.store.database import Database
 from ops_center.store.writer import GroupCommitWriter
-from projections.runner import ProjectionSet
+from streams.bus import Bus
 from streams.hub import Hub
 from streams.publisher import Publisher
 
@@ -32,18 +32,22 @@ DB_POOL = web.AppKey("db_pool", Any)
 EVENT_STORE = web.AppKey("event_store", OpsCenter)
 WRITER = web.AppKey("writer", GroupCommitWriter)
 KEYRING = web.AppKey("keyring", Keyring)
-RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
+#: Per-key rate limits: shared through Redis when `Settings.redis_url` is set.
+RATE_LIMITER = web.AppKey("rate_limiter", Limits)
 #: Set once every resource has started; /healthz answers 200 only then.
 READY = web.AppKey("ready", dict[str, bool])
 #: The Prometheus metrics of this node and their own registry (``GET /metrics``, `web.metrics`).
 METRICS = web.AppKey("metrics", Metrics)
-#: The projection runners of this node (one active runner per projection across nodes).
-PROJECTIONS = web.AppKey("projections", ProjectionSet)
-#: Alarms in the event store (rules and operators' actions), and this node's rules runner
-#: (absent when `Settings.alarm_rules` is off).
+#: The pipeline's follower when it runs inside this process (``Settings.pipeline`` is
+#: ``inline``): projections and alarm rules, one active follower across nodes.
+PROJECTIONS = web.AppKey("projections", Follower)
+#: The projections being rebuilt now (read from the database every second).
+REBUILDING = web.AppKey("rebuilding", set[str])
+#: Alarms in the event store (operators' actions; the rules' own desk when inline).
 ALARM_DESK = web.AppKey("alarm_desk", AlarmDesk)
-ALARM_RULES = web.AppKey("alarm_rules", RulesRunner)
-#: This node's stream hub (WebSocket subscriptions) and the publisher of changes.
+#: The stream bus, this process's hub (WebSocket subscriptions) and, when the pipeline runs
+#: inside this process, the publisher of changes.
+STREAM_BUS = web.AppKey("stream_bus", Bus)
 STREAM_HUB = web.AppKey("stream_hub", Hub)
 STREAM_PUBLISHER = web.AppKey("stream_publisher", Publisher)
 #: The open WebSockets and their transports, closed with 1001 (going away) on shutdown.

@@ -26,7 +26,7 @@ from projections.read import lineage as lineage_read
 from projections.read import service_index as index_read
 from web import params
 from web.appkeys import PROFILE
-from web.params import MAX_PAGE, BadParameter, json_response, query_handler, snapshot
+from web.params import MAX_PAGE, BadParameter, json_response, query_handler, reads, snapshot
 
 DEFAULT_LINEAGE: Final = 100
 
@@ -65,6 +65,7 @@ def communes(profile: Profile) -> Collection[str]:
 
 
 @query_handler
+@reads("service_index")
 async def get_service_index(request: web.Request) -> web.StreamResponse:
     """The service index of a period (`period`, `agency`?, `unit`?, `as_of`?)."""
     clock = now()
@@ -86,6 +87,7 @@ async def get_service_index(request: web.Request) -> web.StreamResponse:
 
 
 @query_handler
+@reads("service_index")
 async def get_index_ranking(request: web.Request) -> web.StreamResponse:
     """The index of every agency or commune (`period`, `by`?, `unit`?, `as_of`?)."""
     clock = now()
@@ -111,6 +113,7 @@ async def get_index_ranking(request: web.Request) -> web.StreamResponse:
 
 
 @query_handler
+@reads("devices", "services", "kpis", "alarms", "service_index")
 async def get_lineage(request: web.Request) -> web.StreamResponse:
     """The events that made a figure (`figure`, its query's filters, `limit`?, `after`?)."""
     clock = now()

@@ -191,7 +191,7 @@ async def post_events(request: web.Request) -> web.StreamResponse:
             f"{len(raws)} events in one request; the limit is {settings.max_request_events}",
             slug="too-many-events",
         )
-    wait = request.app[RATE_LIMITER].admit(principal.name, principal.rate, max(len(raws), 1))
+    wait = await request.app[RATE_LIMITER].check(principal.name, principal.rate, max(len(raws), 1))
     if wait:
         return problem(
             429,

@@ -20,23 +20,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
-import sys
 import time
 import uuid
-from contextvars import ContextVar
-from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Final
 from urllib.parse import parse_qsl, urlencode
 
-import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from ops_center.runtime.logs import configure_logging, current_request_id
 from web.appkeys import METRICS, PRINCIPAL, REQUEST_ID
+
+__all__ = ["add_request_logs", "configure_logging", "request_middleware"]
 
 REQUEST_LOG: Final = logging.getLogger("ops_center.requests")
 HEADER: Final = "X-Request-Id"
+WORKER_HEADER: Final = "X-Ops-Worker"
+#: The index of this HTTP process among the node's (set by ``ops-center serve``).
+_WORKER: Final = os.environ.get("OPS_CENTER_WORKER_INDEX")
 _SANE_ID: Final = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 #: Query parameters whose values never reach a log line.
 SECRET_PARAMS: Final = frozenset({"token", "key", "access_token"})
@@ -45,7 +48,6 @@ REDACTED: Final = "REDACTED"
 CLIENT_CLOSED: Final = 499
 
 #: The id of the request being handled, for log lines written meanwhile.
-current_request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 
 def request_id_of(request: web.Request) -> str:
@@ -124,60 +126,14 @@ async def request_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 
 async def add_request_id_header(request: web.Request, response: web.StreamResponse) -> None:
-    """``on_response_prepare``: echo the request id (WebSocket handshakes too)."""
+    """``on_response_prepare``: echo the request id (WebSocket handshakes too), and say
+    which of the node's HTTP processes answered (``X-Ops-Worker``, under ``ops-center
+    serve``)."""
     request_id = request.get(REQUEST_ID)
     if request_id is not None:
         response.headers[HEADER] = request_id
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line (see the module docstring)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        fields = getattr(record, "fields", None)
-        if isinstance(fields, dict):
-            entry.update(fields)
-        else:
-            request_id = current_request_id.get()
-            if request_id is not None:
-                entry["request_id"] = request_id
-        if record.exc_info:
-            entry["exc_info"] = self.formatException(record.exc_info)
-        return orjson.dumps(entry, default=str).decode()
-
-
-class TextFormatter(logging.Formatter):
-    """The usual text line, with ``[request id]`` when one is being handled."""
-
-    def __init__(self) -> None:
-        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-    def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
-        fields = getattr(record, "fields", None)
-        request_id = (
-            fields.get("request_id") if isinstance(fields, dict) else current_request_id.get()
-        )
-        return f"{line} [{request_id}]" if request_id else line
-
-
-def configure_logging(log_format: str, level: int = logging.INFO) -> None:
-    """Send every log line to stderr in `log_format` (``json`` or ``text``)."""
-    if log_format not in ("json", "text"):
-        raise ValueError(f"log format must be json or text, not {log_format!r}")
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    root.addHandler(handler)
-    root.setLevel(level)
+    if _WORKER is not None:
+        response.headers[WORKER_HEADER] = _WORKER
 
 
 def add_request_logs(app: web.Application) -> None:

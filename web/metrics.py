@@ -67,8 +67,9 @@ def publish_process_state(app: web.Application) -> None:
     """Copy this process's WebSocket, stream, writer and projection state into its metrics."""
     metrics = app[METRICS]
     if PROJECTIONS in app:
-        for name, runner in app[PROJECTIONS].runners.items():
-            metrics.projection_active.labels(name).set(1 if runner.state == "active" else 0)
+        follower = app[PROJECTIONS]
+        for name in follower.runners:
+            metrics.projection_active.labels(name).set(1 if follower.is_active(name) else 0)
     if WRITER in app:
         metrics.commit_failures.update(app[WRITER].stats.failed_batches)
     clients = subscriptions = 0

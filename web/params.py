@@ -14,9 +14,12 @@ import orjson
 from aiohttp import web
 
 from ops_center.province.calendar import parse_instant
-from projections.runner import Connection
-from web.appkeys import DB_POOL, PRINCIPAL, PROFILE
+from projections.projection import Connection
+from web.appkeys import DB_POOL, PRINCIPAL, PROFILE, REBUILDING
 from web.problems import problem
+
+#: ``Retry-After`` of a query whose projection is being rebuilt, in seconds.
+REBUILD_RETRY_AFTER: Final = 5
 
 # Limits
 #: Largest page of a listing (devices, overdue dossiers, alarms).
@@ -41,14 +44,37 @@ def json_response(body: Any, status: int = 200) -> web.Response:
     return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
 
 
+def reads(*projections: str) -> Callable[[Handler], Handler]:
+    """Declare the projections a query reads (under `query_handler`): while one of them is
+    being rebuilt, the query answers 503 ``rebuilding`` with ``Retry-After``."""
+
+    def declare(handler: Handler) -> Handler:
+        handler.reads = projections  # type: ignore[attr-defined]
+        return handler
+
+    return declare
+
+
 def query_handler(handler: Handler) -> Handler:
-    """403 for keys that may not read; 400 problem+json for a `BadParameter`."""
+    """403 for keys that may not read; 503 while a projection it `reads` is rebuilt; 400
+    problem+json for a `BadParameter`."""
+    projections: tuple[str, ...] = getattr(handler, "reads", ())
 
     @wraps(handler)
     async def wrapper(request: web.Request) -> web.StreamResponse:
         principal = request[PRINCIPAL]
         if not principal.can("read"):
             return problem(403, f"key {principal.name!r} ({principal.role}) may not read queries")
+        rebuilding = request.app.get(REBUILDING)
+        busy = sorted(rebuilding.intersection(projections)) if rebuilding else []
+        if busy:
+            return problem(
+                503,
+                f"being rebuilt: {', '.join(busy)}; ask again in a moment",
+                slug="rebuilding",
+                headers={"Retry-After": str(REBUILD_RETRY_AFTER)},
+                rebuilding=busy,
+            )
         try:
             return await handler(request)
         except BadParameter as exc:

@@ -22,7 +22,15 @@ from ops_center.province.calendar import BUCKETS, Bucket, count_buckets, now
 from projections import read
 from web import params
 from web.appkeys import PROFILE
-from web.params import DEFAULT_PAGE, MAX_PAGE, BadParameter, json_response, query_handler, snapshot
+from web.params import (
+    DEFAULT_PAGE,
+    MAX_PAGE,
+    BadParameter,
+    json_response,
+    query_handler,
+    reads,
+    snapshot,
+)
 from web.problems import problem
 
 # Limits
@@ -43,6 +51,7 @@ DEVICE_STATUSES: Final = {
 
 
 @query_handler
+@reads("devices", "services", "kpis", "alarms")
 async def get_overview(request: web.Request) -> web.StreamResponse:
     """Devices, broadcasts, services, KPIs and alarms at a glance (`unit`?, `as_of`?)."""
     clock = now()
@@ -55,6 +64,7 @@ async def get_overview(request: web.Request) -> web.StreamResponse:
 
 
 @query_handler
+@reads("devices")
 async def get_devices(request: web.Request) -> web.StreamResponse:
     """Devices of one `kind` (camera or radio), optionally by `status` and `unit`."""
     kind = params.choice(request, "kind", DEVICE_KINDS)
@@ -72,6 +82,7 @@ async def get_devices(request: web.Request) -> web.StreamResponse:
 
 
 @query_handler
+@reads("devices")
 async def get_device(request: web.Request) -> web.StreamResponse:
     """One device by code; `kind` tells a camera from a station that share a code."""
     code = request.match_info["code"]
@@ -89,6 +100,7 @@ async def get_device(request: web.Request) -> web.StreamResponse:
 
 
 @query_handler
+@reads("services")
 async def get_service_stats(request: web.Request) -> web.StreamResponse:
     """Dossier statistics per hour, day or month bucket between `from` and `to`."""
     clock = now()
@@ -119,6 +131,7 @@ async def get_service_stats(request: web.Request) -> web.StreamResponse:
 
 
 @query_handler
+@reads("services")
 async def get_overdue(request: web.Request) -> web.StreamResponse:
     """Open dossiers past their due time now, most overdue first (`agency`?, `unit`?)."""
     clock = now()
@@ -134,6 +147,7 @@ async def get_overdue(request: web.Request) -> web.StreamResponse:
 
 
 @query_handler
+@reads("kpis")
 async def get_kpis(request: web.Request) -> web.StreamResponse:
     """Indicators with latest value, target and status (`owner`?, `pillar`?, `status`?,
     `as_of`?)."""
@@ -158,6 +172,7 @@ async def get_kpis(request: web.Request) -> web.StreamResponse:
 
 
 @query_handler
+@reads("kpis")
 async def get_kpi_history(request: web.Request) -> web.StreamResponse:
     """An indicator's value for every reported period (`as_of`?)."""
     code = request.match_info["code"]
@@ -170,6 +185,7 @@ async def get_kpi_history(request: web.Request) -> web.StreamResponse:
 
 
 @query_handler
+@reads("feed")
 async def get_feed(request: web.Request) -> web.StreamResponse:
     """The latest events, newest first (`limit`?, `before`? a position, `unit`?)."""
     limit = params.integer(request, "limit", DEFAULT_FEED, 1, MAX_FEED)

@@ -25,8 +25,9 @@ import orjson
 from aiohttp import web
 
 from ops_center.alarms.engine import RULES_NAME
-from projections.runner import head_position, read_positions
-from web.appkeys import ALARM_RULES, DB_POOL, PROJECTIONS, READY, SETTINGS
+from projections.projection import head_position, read_positions
+from projections.registry import PROJECTIONS
+from web.appkeys import DB_POOL, READY, SETTINGS
 from web.problems import problem
 
 #: Seconds the database may take to answer a readiness or metrics query.
@@ -82,9 +83,9 @@ async def get_readyz(request: web.Request) -> web.Response:
             checks["store"] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
     else:
         checks["store"] = {"ok": False, "error": "not started"}
-    if state is not None and PROJECTIONS in app:
-        names = list(app[PROJECTIONS].runners)
-        if ALARM_RULES in app:
+    if state is not None:
+        names = list(PROJECTIONS)
+        if settings.alarm_rules:
             names.append(RULES)
         lags = {name: state.lag(name) for name in names}
         behind = sorted(name for name, lag in lags.items() if lag > settings.ready_max_lag)

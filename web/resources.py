@@ -6,9 +6,14 @@
   driver reaches the same server.
 * `event_store`: the eventsourcing application (creates its tables on first start).
 * `writer`: the group-commit writer.
-* `projection_runners`: the projection runners (read-model tables are created first).
-* `alarm_desk`: the alarm desk and, when `Settings.alarm_rules` is on, the rules runner.
-* `stream_hub`: the stream bus (Redis, or in-process), this node's hub and its publisher.
+* `alarm_desk`: the alarm desk of operators' actions.
+* `stream_bus`: the stream bus (Redis, or in-process).
+* `rate_limits`: per-key rate limits, shared through Redis when it is configured.
+* `pipeline`: when `Settings.pipeline` is ``inline``, the event pipeline in this process
+  (the follower feeding projections and alarm rules, and the stream publisher); else only
+  the read-model tables are made sure of (the pipeline runs in its own process).
+* `rebuilding`: which projections are being rebuilt (their queries answer 503).
+* `stream_hub`: this process's hub of WebSocket subscriptions.
 
 Nothing here runs at import time.
 """
@@ -19,19 +24,20 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from typing import Final
 
 import asyncpg
 import psycopg
 from aiohttp import web
+from redis.asyncio import Redis
 
 from ops_center.access.keys import SCHEMA as KEYS_SCHEMA
 from ops_center.access.keystore import Keyring
-from ops_center.alarms.engine import AlarmDesk, RulesEngine
-from ops_center.alarms.rules.thresholds import Thresholds
-from ops_center.alarms.runner import RulesRunner
+from ops_center.access.ratelimit import RateLimiter, SharedRateLimiter
+from ops_center.alarms.engine import AlarmDesk
+from ops_center.pipeline.assembly import open_pipeline
 from ops_center.runtime.backoff import Backoff
-from ops_center.settings import Settings
+from ops_center.runtime.tasks import stop_tasks
 from ops_center.store.application import OpsCenter
 from ops_center.store.database import (
     Database,
@@ -41,25 +47,26 @@ from ops_center.store.database import (
     classify,
 )
 from ops_center.store.writer import GroupCommitWriter
+from projections.projection import POSITIONS_TABLE, SETUP_LOCK, ensure_schema
 from projections.registry import create_projections
-from projections.runner import SETUP_LOCK, ProjectionSet
 from streams.bus import Bus
 from streams.hub import Hub
 from streams.memory import InMemoryBus
-from streams.publisher import Publisher
 from streams.redis_bus import RedisBus
 from streams.sources import Source
 from web.appkeys import (
     ALARM_DESK,
-    ALARM_RULES,
     DATABASE,
     DB_POOL,
     EVENT_STORE,
     KEYRING,
     PROFILE,
     PROJECTIONS,
+    RATE_LIMITER,
     READY,
+    REBUILDING,
     SETTINGS,
+    STREAM_BUS,
     STREAM_HUB,
     STREAM_PUBLISHER,
     WRITER,
@@ -67,6 +74,9 @@ from web.appkeys import (
 from web.ws import POOL_SIZE, close_websockets
 
 log = logging.getLogger(__name__)
+
+#: Seconds between readings of which projections are being rebuilt.
+REBUILDING_EVERY: Final = 1.0
 
 
 async def database(app: web.Application) -> AsyncIterator[None]:
@@ -216,32 +226,9 @@ async def writer(app: web.Application) -> AsyncIterator[None]:
         await group_writer.close()
 
 
-async def projection_runners(app: web.Application) -> AsyncIterator[None]:
-    """The projection runners: read-model tables are created before serving; on shutdown
-    the runners are cancelled and awaited (an unfinished chunk rolls back)."""
-    runners = ProjectionSet(app[DATABASE], create_projections())
-    await runners.start()
-    app[PROJECTIONS] = runners
-    app[READY]["projections"] = True
-    try:
-        yield
-    finally:
-        app[READY]["projections"] = False
-        await runners.stop()
-
-
-def thresholds(settings: Settings) -> Thresholds:
-    return Thresholds(
-        offline_grace=timedelta(seconds=settings.alarm_offline_grace_seconds),
-        alert_hold=timedelta(seconds=settings.alarm_alert_hold_seconds),
-        dossier_grace=timedelta(seconds=settings.alarm_dossier_grace_seconds),
-    )
-
-
 async def alarm_desk(app: web.Application) -> AsyncIterator[None]:
-    """The alarm desk (its tables are created holding the setup lock) and, when
-    `alarm_rules` is on, the rules runner; on cleanup the runner is stopped first."""
-    settings = app[SETTINGS]
+    """The alarm desk for operators' actions (its tables are created holding the setup
+    lock; nodes starting together on a new database do not race)."""
     pool: asyncpg.Pool = app[DB_POOL]
     async with pool.acquire() as conn:
         await conn.execute("SELECT pg_advisory_lock($1)", SETUP_LOCK)
@@ -250,42 +237,107 @@ async def alarm_desk(app: web.Application) -> AsyncIterator[None]:
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", SETUP_LOCK)
     app[ALARM_DESK] = desk
-    runner = None
-    if settings.alarm_rules:
-        engine = RulesEngine(desk, thresholds(settings), app[PROFILE].unit_of)
-        runner = RulesRunner(
-            app[DATABASE],
-            engine,
-            tick=settings.alarm_tick_seconds,
-            min_interval=settings.alarm_min_interval_seconds,
-        )
-        runner.start()
-        app[ALARM_RULES] = runner
     try:
         yield
     finally:
-        if runner is not None:
-            await runner.stop()
         await asyncio.to_thread(desk.close)
 
 
-def _bus(app: web.Application) -> Bus:
+async def stream_bus(app: web.Application) -> AsyncIterator[None]:
+    """The stream bus: Redis when `redis_url` is set, else in-process (the pipeline must
+    then run inside this process for screens to get changes)."""
+    settings = app[SETTINGS]
+    bus: Bus
+    if settings.redis_url is None:
+        bus = InMemoryBus()
+    else:
+        bus = RedisBus(settings.redis_url, namespace=settings.redis_namespace)
+    await bus.start()
+    app[STREAM_BUS] = bus
+    try:
+        yield
+    finally:
+        await bus.close()
+
+
+async def rate_limits(app: web.Application) -> AsyncIterator[None]:
+    """Per-key rate limits: one bucket per key for every process and node sharing the
+    Redis of `redis_url` (the HTTP processes of ``ops-center serve`` do), else in this
+    process."""
     settings = app[SETTINGS]
     if settings.redis_url is None:
-        return InMemoryBus()
-    return RedisBus(settings.redis_url, namespace=settings.redis_namespace)
+        app[RATE_LIMITER] = RateLimiter(burst_seconds=settings.rate_burst_seconds)
+        yield
+        return
+    client = Redis.from_url(settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
+    shared = SharedRateLimiter(
+        client, namespace=settings.redis_namespace, burst_seconds=settings.rate_burst_seconds
+    )
+    app[RATE_LIMITER] = shared
+    try:
+        yield
+    finally:
+        await shared.close()
+
+
+async def pipeline(app: web.Application) -> AsyncIterator[None]:
+    """The event pipeline inside this process, when `Settings.pipeline` is ``inline``:
+    the follower (projections and alarm rules) and the stream publisher. Read-model
+    tables are created before serving; on shutdown an unfinished step rolls back."""
+    if app[SETTINGS].pipeline != "inline":
+        conn = await asyncpg.connect(**app[DATABASE].asyncpg_args())
+        try:
+            await ensure_schema(conn, create_projections())  # queries can be served at once
+        finally:
+            await conn.close()
+        yield
+        return
+    running = await open_pipeline(
+        app[SETTINGS], app[DATABASE], app[PROFILE], app[STREAM_BUS], app[ALARM_DESK]
+    )
+    app[PROJECTIONS] = running.follower
+    app[STREAM_PUBLISHER] = running.publisher
+    app[READY]["projections"] = True
+    try:
+        yield
+    finally:
+        app[READY]["projections"] = False
+        await running.close()
+
+
+async def rebuilding(app: web.Application) -> AsyncIterator[None]:
+    """Which projections are being rebuilt (``projection_positions.rebuilding``), read
+    every `REBUILDING_EVERY` seconds: their queries answer 503 meanwhile."""
+    found: set[str] = set()
+    app[REBUILDING] = found
+    pool: asyncpg.Pool = app[DB_POOL]
+
+    async def watch() -> None:
+        while True:
+            try:
+                rows = await pool.fetch(f"SELECT name FROM {POSITIONS_TABLE} WHERE rebuilding")
+            except Exception as exc:
+                log.debug("cannot read which projections are rebuilt: %s", exc)
+            else:
+                found.clear()
+                found.update(row[0] for row in rows)
+            await asyncio.sleep(REBUILDING_EVERY)
+
+    task = asyncio.create_task(watch(), name="rebuilding")
+    try:
+        yield
+    finally:
+        await stop_tasks([task])
 
 
 async def stream_hub(app: web.Application) -> AsyncIterator[None]:
-    """The stream bus (Redis when `redis_url` is set, else in-process), this node's hub and
-    its publisher; on cleanup they stop in reverse order."""
+    """This process's hub: it fans the bus's changes out to its WebSockets (closed with
+    1001 on shutdown)."""
     settings = app[SETTINGS]
-    bus = _bus(app)
-    await bus.start()
     pool = await asyncpg.create_pool(**app[DATABASE].asyncpg_args(), min_size=1, max_size=POOL_SIZE)
     source = Source(pool, app[PROFILE])
     hub = Hub(
-        bus,
+        app[STREAM_BUS],
         source.snapshot,
         app[PROFILE].descendants,
         queue_limit=settings.ws_queue_frames,
@@ -293,22 +345,11 @@ async def stream_hub(app: web.Application) -> AsyncIterator[None]:
         history=settings.stream_resume_states,
         grace=settings.stream_grace_seconds,
     )
-    publisher = Publisher(
-        bus,
-        source,
-        app[PROJECTIONS],
-        interval=settings.stream_interval_ms / 1000,
-        refresh=settings.stream_refresh_seconds,
-    )
     await hub.start()
-    await publisher.start()
     app[STREAM_HUB] = hub
-    app[STREAM_PUBLISHER] = publisher
     try:
         yield
     finally:
         await close_websockets(app)
-        await publisher.stop()
         await hub.close()
-        await bus.close()
         await pool.close()

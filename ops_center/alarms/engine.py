@@ -30,6 +30,7 @@ The library is synchronous: call these methods from a thread.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -47,11 +48,11 @@ from psycopg.sql import SQL
 
 from ops_center.alarms.rules.book import CauseRecord, RuleBook
 from ops_center.alarms.rules.facts import EVENTS, Facts
-from ops_center.alarms.rules.observe import UnitOf
+from ops_center.alarms.rules.observe import CAUSES_BY_KIND, UnitOf
 from ops_center.alarms.rules.thresholds import Thresholds
 from ops_center.domain.alarm import Alarm
 from ops_center.store.database import Database, as_database
-from ops_center.store.log import short_name, topics_of
+from ops_center.store.log import Event, short_name, topics_of
 from ops_center.store.recorder import IngestRecorder, OrjsonTranscoder
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,10 @@ DEFAULT_WINDOW: Final = 100_000
 DEFAULT_DUE: Final = 5_000
 #: Attempts of an operator's action against concurrent changes of the alarm.
 ACT_ATTEMPTS: Final = 5
+#: Most seconds changes without alarm events wait in memory before they are saved.
+DEFAULT_FLUSH: Final = 1.0
+#: Most subjects whose facts the engine keeps in memory.
+DEFAULT_CACHE: Final = 200_000
 
 SCHEMA: Final = [
     """
@@ -324,7 +329,22 @@ class Step:
 
 
 class RulesEngine:
-    """Follows the log for the alarm rules (see the module docstring)."""
+    """Follows the log for the alarm rules (see the module docstring), keeping their state
+    in memory between chunks.
+
+    `apply` takes a chunk of decoded events (the pipeline's follower reads each chunk once
+    for every consumer) and the clock. The facts and cause records of the subjects it has
+    seen stay in memory (at most `cache_limit` subjects; clean ones are dropped past that),
+    so a chunk reads only the subjects it has not seen yet, in one query per table. What a
+    chunk changes is saved with the new position and revision in one transaction when it
+    raises, repeats or resolves an alarm, and otherwise at most every `flush_seconds` (or
+    when `flush` is asked): between two saves the rules' committed position lags behind
+    the position they have applied, and a restart applies those events again (the folds are
+    deterministic: nothing is lost, nothing is raised twice). After any failure to save,
+    `reset` drops the memory: the engine starts again from its committed position.
+
+    `step` reads the next chunk itself (tests and tools) and saves at once.
+    """
 
     def __init__(
         self,
@@ -335,6 +355,8 @@ class RulesEngine:
         batch: int = DEFAULT_BATCH,
         window: int = DEFAULT_WINDOW,
         due_limit: int = DEFAULT_DUE,
+        flush_seconds: float = DEFAULT_FLUSH,
+        cache_limit: int = DEFAULT_CACHE,
     ) -> None:
         self.desk = desk
         self.thresholds = thresholds
@@ -342,9 +364,23 @@ class RulesEngine:
         self.batch = batch
         self.window = window
         self.due_limit = due_limit
+        self.flush_seconds = flush_seconds
+        self.cache_limit = cache_limit
+        #: The committed position and revision (None: not read yet).
+        self.committed: int | None = None
+        self.revision = 0
+        #: The position applied in memory (>= committed).
+        self.applied = 0
+        self._facts: dict[UUID, Facts] = {}
+        self._records: dict[tuple[UUID, str], CauseRecord] = {}
+        self._alarms: dict[UUID, Alarm] = {}
+        self._known: set[UUID] = set()
+        self._dirty_facts: set[UUID] = set()
+        self._dirty_records: set[tuple[UUID, str]] = set()
+        self._flushed_at = time.monotonic()
 
     def position(self) -> tuple[int, int]:
-        """The committed ``(position, revision)``."""
+        """The committed ``(position, revision)``, read from the database."""
         with self.desk.recorder_datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(
                 "SELECT position, revision FROM alarm_rules_position WHERE name = %s",
@@ -355,12 +391,34 @@ class RulesEngine:
             raise LookupError("the alarm rules have no position row")
         return int(row["position"]), int(row["revision"])
 
+    def reset(self) -> int:
+        """Forget everything in memory and read the committed position again; returns it."""
+        self._facts.clear()
+        self._records.clear()
+        self._alarms.clear()
+        self._known.clear()
+        self._dirty_facts.clear()
+        self._dirty_records.clear()
+        self.committed, self.revision = self.position()
+        self.applied = self.committed
+        self._flushed_at = time.monotonic()
+        return self.committed
+
+    @property
+    def dirty(self) -> bool:
+        """Whether applied changes wait to be saved."""
+        return (
+            bool(self._dirty_facts or self._dirty_records)
+            or self.committed is None
+            or self.applied > self.committed
+        )
+
     def step(self, clock: datetime) -> Step:
-        """Apply the next chunk of events and the clock; save everything in one
-        transaction. Raises `RulesMoved` or `IntegrityError` on a concurrent change
-        (nothing saved; call again)."""
+        """Read the next chunk after the committed position, apply it and the clock, and
+        save everything. Raises `RulesMoved` or `IntegrityError` on a concurrent change
+        (nothing saved; the memory is dropped; call again)."""
+        position = self.reset()
         store = self.desk.store
-        position, revision = self.position()
         head = store.max_notification_id() or 0
         upto = min(position + self.window, head)
         notes: Sequence[Any] = ()
@@ -371,6 +429,95 @@ class RulesEngine:
             if len(notes) >= self.batch:
                 upto = notes[-1].id
         upto = max(upto, position)
+        events = [
+            Event(
+                n.id,
+                n.originator_id,
+                n.originator_version,
+                short_name(n.topic),
+                orjson.loads(n.state),
+            )
+            for n in notes
+        ]
+        written = self.apply(events, upto, clock, tick=True, flush=True)
+        return Step(self.applied, len(events), written, self.applied >= head)
+
+    def apply(
+        self,
+        events: Sequence[Event],
+        upto: int,
+        clock: datetime,
+        *,
+        tick: bool = False,
+        flush: bool = False,
+    ) -> int:
+        """Apply the events of positions ``(applied, upto]`` (those the rules follow; others
+        may be given and are skipped) and the clock; returns the alarm events written.
+
+        `tick`: also evaluate every subject with a start or end due by `clock` (the rules
+        act on the clock without events). `flush`: save even without alarm events. On a
+        failure the memory is dropped (`reset`) before the exception is raised."""
+        if self.committed is None:
+            self.reset()
+        try:
+            return self._apply(events, upto, clock, tick=tick, flush=flush)
+        except BaseException:
+            self.committed = None  # the next use reads the committed state again
+            raise
+
+    def _apply(
+        self, events: Sequence[Event], upto: int, clock: datetime, *, tick: bool, flush: bool
+    ) -> int:
+        mine = [e for e in events if e.position > self.applied and e.name in EVENTS]
+        for event in events:
+            if event.name.startswith("Alarm."):
+                cached = self._alarms.get(event.originator_id)
+                if cached is not None and cached.version < event.version:
+                    del self._alarms[event.originator_id]  # an operator's action: reload
+        subjects = {e.originator_id for e in mine}
+        due: set[UUID] = set()
+        if tick:
+            due = self._due(clock)
+        self._load(subjects | due)
+        book = RuleBook(self.thresholds, self.unit_of, self._facts, self._records, self._alarms)
+        for event in mine:
+            book.on_event(event.originator_id, event.name, event.state, event.time, clock)
+        for subject in subjects | due:
+            book.on_clock(subject, clock)
+        self._dirty_facts |= book.changed_facts
+        self._dirty_records |= book.changed_records
+        self.applied = max(self.applied, upto)
+        pending = list(book.touched.values())
+        written = sum(len(a.pending_events) for a in pending)
+        late = time.monotonic() - self._flushed_at >= self.flush_seconds
+        if pending or ((flush or late) and self.dirty):
+            self._save(pending)
+        self._trim()
+        return written
+
+    def flush(self) -> None:
+        """Save what waits to be saved (at shutdown)."""
+        if self.committed is not None and self.dirty:
+            self._save([])
+
+    def _save(self, pending: list[Alarm]) -> None:
+        assert self.committed is not None
+        write = RulesWrite(
+            self.revision,
+            self.applied,
+            [(sid, self._facts[sid]) for sid in self._dirty_facts],
+            [self._records[key] for key in self._dirty_records],
+        )
+        self.desk.save(*pending, rules=write)
+        self.revision += 1
+        self.committed = self.applied
+        self._dirty_facts.clear()
+        self._dirty_records.clear()
+        self._flushed_at = time.monotonic()
+
+    def _due(self, clock: datetime) -> set[UUID]:
+        """Subjects with a start or end due by `clock`: committed ones, and changed ones
+        in memory."""
         with self.desk.recorder_datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(
                 "SELECT DISTINCT subject_id FROM alarm_rule_causes "
@@ -378,44 +525,57 @@ class RulesEngine:
                 [clock, clock, self.due_limit],
             )
             due = {row["subject_id"] for row in curs.fetchall()}
-            subjects = list(due | {n.originator_id for n in notes})
-            facts: dict[UUID, Facts] = {}
-            records: dict[tuple[UUID, str], CauseRecord] = {}
-            if subjects:
+        for key in self._dirty_records:
+            record = self._records[key]
+            if (record.starts_at is not None and record.starts_at <= clock) or (
+                record.ends_at is not None and record.ends_at <= clock
+            ):
+                due.add(key[0])
+        return due
+
+    def _load(self, subjects: set[UUID]) -> None:
+        """Read the facts, cause records and latest alarms of subjects not in memory."""
+        missing = [sid for sid in subjects if sid not in self._known]
+        if missing:
+            with (
+                self.desk.recorder_datastore.get_connection() as conn,
+                conn.cursor() as curs,
+            ):
                 curs.execute(
                     "SELECT subject_id, facts FROM alarm_rule_subjects "
                     "WHERE subject_id = ANY(%b::uuid[])",
-                    [subjects],
+                    [missing],
                 )
                 for row in curs.fetchall():
                     value = row["facts"]
-                    facts[row["subject_id"]] = (
+                    self._facts[row["subject_id"]] = (
                         orjson.loads(value) if isinstance(value, (str, bytes)) else value
                     )
                 curs.execute(
-                    "SELECT * FROM alarm_rule_causes WHERE subject_id = ANY(%b::uuid[])", [subjects]
+                    "SELECT * FROM alarm_rule_causes WHERE subject_id = ANY(%b::uuid[])",
+                    [missing],
                 )
                 for row in curs.fetchall():
                     record = _cause_record(row)
-                    records[record.key] = record
-        alarms = self.desk.load_alarms(r.alarm_id for r in records.values() if r.alarm_id)
-        book = RuleBook(self.thresholds, self.unit_of, facts, records, alarms)
-        for note in notes:
-            state = orjson.loads(note.state)
-            meta = state.get("meta") or {}
-            moment = datetime.fromisoformat(meta.get("time") or state["timestamp"])
-            book.on_event(note.originator_id, short_name(note.topic), state, moment, clock)
-        for subject in subjects:
-            book.on_clock(subject, clock)
-        if upto == position and not book.changed_facts and not book.changed_records:
-            return Step(position, 0, 0, True)
-        write = RulesWrite(
-            revision,
-            upto,
-            [(sid, book.facts[sid]) for sid in book.changed_facts],
-            [book.records[key] for key in book.changed_records],
-        )
-        pending = list(book.touched.values())
-        written = sum(len(a.pending_events) for a in pending)
-        self.desk.save(*pending, rules=write)
-        return Step(upto, len(notes), written, upto >= head)
+                    self._records[record.key] = record
+            self._known.update(missing)
+        wanted: set[UUID] = set()
+        for sid in subjects:
+            kind = (self._facts.get(sid) or {}).get("kind", "")
+            for cause in CAUSES_BY_KIND.get(kind, ()):
+                known = self._records.get((sid, cause))
+                if known is not None and known.alarm_id is not None:
+                    wanted.add(known.alarm_id)
+        wanted -= self._alarms.keys()
+        if wanted:
+            self._alarms.update(self.desk.load_alarms(wanted))
+
+    def _trim(self) -> None:
+        """Past `cache_limit` subjects, drop the clean ones (they are read again if needed)."""
+        if len(self._known) <= self.cache_limit:
+            return
+        keep = self._dirty_facts | {sid for sid, _ in self._dirty_records}
+        self._known &= keep
+        self._facts = {sid: f for sid, f in self._facts.items() if sid in keep}
+        self._records = {k: r for k, r in self._records.items() if k[0] in keep}
+        self._alarms = {a: alarm for a, alarm in self._alarms.items() if alarm.is_open}

@@ -27,8 +27,8 @@ from ops_center.runtime.failures import USAGE
 from ops_center.settings import Settings
 from ops_center.store.database import Database, as_database
 from projections.alarms import AlarmsProjection
+from projections.projection import ensure_schema
 from projections.read import alarms as alarms_read
-from projections.runner import ensure_schema
 
 #: The default span of ``stats`` without ``--from``.
 DEFAULT_SPAN = timedelta(days=7)

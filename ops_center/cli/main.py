@@ -31,13 +31,22 @@ from ops_center.runtime.failures import (
     check_listen,
     debug_wanted,
     describe,
-    listen_failure,
 )
 from ops_center.settings import ENV, Settings
 from ops_center.tools.options import add_key_option, add_url_option
 
 #: Commands whose only connections are to the database (an OSError there is the database's).
-DATABASE_COMMANDS = frozenset({"serve", "keys", "projections", "alarms"})
+DATABASE_COMMANDS = frozenset({"serve", "pipeline", "keys", "projections", "alarms"})
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -47,29 +56,38 @@ def _settings(args: argparse.Namespace) -> Settings:
         port=getattr(args, "port", None),
         data_dir=getattr(args, "data_dir", None),
         profile=getattr(args, "profile", None),
+        workers=getattr(args, "workers", None),
     )
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from web.app import create_app, run
-    from web.logs import configure_logging
+    from ops_center.node.serve import serve
+    from ops_center.runtime.logs import configure_logging
 
     settings = _settings(args)
     check_listen(settings.host, settings.port)  # before the database starts
-    configure_logging(settings.log_format)
-    app = create_app(settings)
+    configure_logging(settings.log_format, process="supervisor")
     where = (
         "DATABASE_URL" if settings.database_url else f"embedded PostgreSQL in {settings.data_dir}"
     )
-    print(f"ops-center: starting on http://{settings.host}:{settings.port} ({where})", flush=True)
-    try:
-        run(app, settings)
-    except OSError as exc:
-        failure = listen_failure(exc, settings.host, settings.port)
-        if failure is None:
-            raise
-        raise failure from exc
-    return 0
+    pipeline = not args.no_pipeline
+    shape = f"{settings.workers} HTTP process{'es' if settings.workers > 1 else ''}" + (
+        " and the pipeline" if pipeline else ", no pipeline"
+    )
+    print(
+        f"ops-center: starting on http://{settings.host}:{settings.port} ({where}; {shape})",
+        flush=True,
+    )
+    return serve(settings, workers=settings.workers, pipeline=pipeline)
+
+
+def _pipeline(args: argparse.Namespace) -> int:
+    from ops_center.pipeline.process import main as pipeline
+    from ops_center.runtime.logs import configure_logging
+
+    settings = _settings(args)
+    configure_logging(settings.log_format, process="pipeline")
+    return pipeline(settings)
 
 
 def _keys(args: argparse.Namespace) -> int:
@@ -121,7 +139,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _projections(args: argparse.Namespace) -> int:
-    from projections.rebuild import run
+    from ops_center.pipeline.rebuild import run
 
     with database_url(_settings(args)) as url:
         return run(args, url)
@@ -216,7 +234,27 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8080)")
     serve.add_argument("--profile", type=Path, help="province profile file (default: demo)")
+    serve.add_argument(
+        "--workers",
+        type=_positive,
+        metavar="N",
+        help="HTTP processes sharing the port (default $OPS_CENTER_WORKERS or one per core)",
+    )
+    serve.add_argument(
+        "--no-pipeline",
+        action="store_true",
+        help="HTTP only: the pipeline (projections, alarm rules, stream publisher) runs "
+        "elsewhere (ops-center pipeline)",
+    )
     serve.set_defaults(handler=_serve)
+
+    pipeline = commands.add_parser(
+        "pipeline",
+        parents=with_data,
+        help="run the event pipeline alone: projections, alarm rules, stream publisher",
+    )
+    pipeline.add_argument("--profile", type=Path, help="province profile file (default: demo)")
+    pipeline.set_defaults(handler=_pipeline)
 
     keys = commands.add_parser("keys", parents=with_data, help="create, list and revoke API keys")
     key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="COMMAND")
@@ -260,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
         parents=with_data,
         help="rebuild projections and show their position and lag",
     )
-    from projections.rebuild import add_arguments as add_projection_arguments
+    from ops_center.pipeline.rebuild import add_arguments as add_projection_arguments
 
     add_projection_arguments(projections, parents=with_data)
     projections.set_defaults(handler=_projections)

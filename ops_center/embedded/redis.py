@@ -13,6 +13,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
@@ -32,7 +33,15 @@ class EmbeddedRedis:
     `free_port` when `port` is None), so `restart` and later starts reuse it.
     """
 
-    def __init__(self, *, port: int | None = None, data_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        port: int | None = None,
+        data_dir: Path | None = None,
+        preexec: Callable[[], None] | None = None,
+    ) -> None:
+        #: Run in the child before the binary (e.g. `die_with_parent`).
+        self._preexec = preexec
         self._port = port
         self._data_dir = Path(data_dir).resolve() if data_dir is not None else None
         self._work_dir: Path | None = None
@@ -120,7 +129,11 @@ class EmbeddedRedis:
             *("--dir", str(work_dir), "--daemonize", "no", "--logfile", ""),
         ]
         self._proc = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            preexec_fn=self._preexec,
         )
         self._log_file = log_file
         deadline = time.monotonic() + 10

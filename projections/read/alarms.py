@@ -16,7 +16,7 @@ from uuid import UUID
 import orjson
 
 from ops_center.province.calendar import iso
-from projections.runner import POSITIONS_TABLE
+from projections.projection import POSITIONS_TABLE
 
 #: ``state`` filter values: one state, or ``open`` (active or acknowledged).
 STATE_FILTERS: Final = ("active", "acknowledged", "resolved", "open")

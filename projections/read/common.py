@@ -11,7 +11,7 @@ from typing import Any, Final
 import orjson
 
 from ops_center.store.log import EVENTS_TABLE
-from projections.runner import POSITIONS_TABLE, Connection
+from projections.projection import POSITIONS_TABLE, Connection
 
 OVERVIEW_PROJECTIONS: Final = ("devices", "services", "kpis", "alarms")
 CAMERA_STATUSES: Final = ("online", "offline", "degraded")

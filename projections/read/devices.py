@@ -8,8 +8,8 @@ from uuid import UUID
 
 from ops_center.domain import subject_id
 from ops_center.province.calendar import iso
+from projections.projection import Connection
 from projections.read.common import Query, positions
-from projections.runner import Connection
 
 # -- devices ------------------------------------------------------------------------------
 

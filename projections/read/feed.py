@@ -8,8 +8,8 @@ from typing import Any
 import orjson
 
 from ops_center.province.calendar import iso
+from projections.projection import Connection
 from projections.read.common import Query, positions
-from projections.runner import Connection
 
 # -- feed ---------------------------------------------------------------------------------
 

@@ -13,8 +13,8 @@ import orjson
 from ops_center.domain import subject_id
 from ops_center.domain.kpi_status import Status, kpi_status
 from ops_center.province.calendar import iso, local_date, period_key
+from projections.projection import Connection
 from projections.read.common import Query, position_at, positions
-from projections.runner import Connection
 
 # -- KPIs ---------------------------------------------------------------------------------
 

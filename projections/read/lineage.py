@@ -33,6 +33,7 @@ from ops_center.domain import subject_id
 from ops_center.province.calendar import iso, local_date, local_day, period_key
 from ops_center.store.log import CLOUDEVENT_TYPES, EVENTS_TABLE, short_name
 from projections import service_index as idx
+from projections.projection import Connection
 from projections.read import service_index as index_read
 from projections.read.common import (
     CAMERA_STATUSES,
@@ -45,7 +46,6 @@ from projections.read.common import (
 from projections.read.kpis import kpi_status_of, scoped_kpis
 from projections.read.overview import overview
 from projections.read.services import units_present
-from projections.runner import Connection
 
 #: The overview's figures, by their path without the ``overview.`` prefix.
 OVERVIEW_FIGURES: Final = (

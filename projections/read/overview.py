@@ -8,6 +8,7 @@ from typing import Any
 
 from ops_center.province.calendar import local_date, local_day
 from projections import services
+from projections.projection import Connection
 from projections.read import alarms as alarms_read
 from projections.read.common import (
     CAMERA_STATUSES,
@@ -21,7 +22,6 @@ from projections.read.common import (
 )
 from projections.read.kpis import kpi_status_of, scoped_kpis
 from projections.read.services import service_group, service_sums, units_present
-from projections.runner import Connection
 
 # -- overview ---------------------------------------------------------------------------
 

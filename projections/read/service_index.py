@@ -40,8 +40,8 @@ from typing import Any, Final, Literal
 
 from ops_center.province.calendar import TZ, iso
 from projections import service_index as idx
+from projections.projection import Connection
 from projections.read.common import Query, position_at, positions
-from projections.runner import Connection
 
 By = Literal["agency", "unit"]
 BY: Final[tuple[By, ...]] = ("agency", "unit")

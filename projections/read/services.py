@@ -11,8 +11,8 @@ from typing import Any, Final
 
 from ops_center.province.calendar import Bucket, buckets, iso
 from projections import services
+from projections.projection import Connection
 from projections.read.common import Query, positions, rate
-from projections.runner import Connection
 
 # -- services -----------------------------------------------------------------------------
 #

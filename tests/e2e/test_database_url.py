@@ -23,7 +23,8 @@ from tlsproxy import TlsFront, self_signed
 from ops_center.embedded.postgres import EmbeddedPostgres, free_port
 from ops_center.settings import Settings
 from ops_center.store.database import Database, DatabaseConfigError, DatabaseUnreachable
-from web.app import connect_pool, create_app
+from web.app import create_app
+from web.resources import connect_pool
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -86,7 +87,7 @@ async def test_a_socket_url_keeps_every_client_on_that_server(
     url = f"{socket_server.socket_url}&application_name={tag}"
     assert "?host=/" in url
     assert "127.0.0.1" not in url
-    caplog.set_level(logging.INFO, logger="web.app")
+    caplog.set_level(logging.INFO, logger="web.resources")
     api = await make_api(database_url=url)
     event = ce.event("camera.registered")
     (position,) = await api.ingest(event)

@@ -15,9 +15,9 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from ops_center.metrics import LATENCY_BUCKETS
-from projections.rebuild import format_status, status
-from web.appkeys import ALARM_RULES, PROJECTIONS
-from web.logs import JsonFormatter, TextFormatter
+from ops_center.pipeline.rebuild import format_status, status
+from ops_center.runtime.logs import JsonFormatter, TextFormatter
+from web.appkeys import PROJECTIONS
 
 PROBLEM = "application/problem+json"
 TIMEOUT = 20
@@ -55,7 +55,7 @@ async def test_readyz_answers_200_without_a_key_when_store_and_projections_are_c
     assert checks["store"] == {"ok": True, "head": checks["store"]["head"]}
     assert checks["store"]["head"] >= position
     assert checks["projections"]["ok"] is True
-    assert set(checks["projections"]["lag"]) == set(api.app[PROJECTIONS].runners)
+    assert set(checks["projections"]["lag"]) == set(api.app[PROJECTIONS].runners) - {"alarm_rules"}
 
 
 async def test_readyz_answers_503_naming_a_projection_that_lags_behind(
@@ -63,8 +63,7 @@ async def test_readyz_answers_503_naming_a_projection_that_lags_behind(
 ) -> None:
     """A projection stopped while events arrive is behind by more than the threshold."""
     api = await make_api(ready_max_lag=1)
-    runner = api.app[PROJECTIONS]["devices"]
-    await runner.stop()
+    api.app[PROJECTIONS].pause("devices")
     await api.ingest(*(ce.event("camera.registered") for _ in range(3)))
     reply = await api.get("/readyz", key=None)
     assert reply.status == 503, reply.body
@@ -328,7 +327,6 @@ async def test_readyz_and_projections_status_show_the_alarm_rules_lag(
     (position,) = await api.ingest(ce.event("camera.registered"))
     async with asyncio.timeout(TIMEOUT):
         await api.app[PROJECTIONS].wait_for(position)
-        await api.app[ALARM_RULES].wait_for(position)
     reply = await api.get("/readyz", key=None)
     assert reply.status == 200, reply.body
     lags = reply.body["checks"]["projections"]["lag"]
@@ -340,3 +338,48 @@ async def test_readyz_and_projections_status_show_the_alarm_rules_lag(
     assert rules["position"] >= position
     assert rules["lag"] == rules["head"] - rules["position"]
     assert "alarm_rules" in format_status(list(rows.values()))
+
+
+async def test_queries_of_a_projection_being_rebuilt_answer_503_with_retry_after(
+    empty_database_url: str, make_api: Any, viewer_key: Any, ce: Any, make_key: Any
+) -> None:
+    """While the devices projection is rebuilt, its queries answer 503 ``rebuilding``;
+    the other projections' queries answer as usual; afterwards devices answers again."""
+    import asyncpg
+
+    from projections.projection import reset
+    from projections.registry import PROJECTIONS as REGISTRY
+
+    api = await make_api(database_url=empty_database_url)
+    viewer = make_key("viewer", url=empty_database_url)
+    (position,) = await api.ingest(ce.event("camera.registered"))
+    follower = api.app[PROJECTIONS]
+    async with asyncio.timeout(TIMEOUT):
+        await follower.wait_for(position)
+    follower.pause("devices")  # so that the rebuild waits for us
+    conn = await asyncpg.connect(empty_database_url)
+    try:
+        await reset(conn, REGISTRY["devices"]())
+    finally:
+        await conn.close()
+    async with asyncio.timeout(TIMEOUT):
+        while True:
+            reply = await api.get("/api/v1/devices?kind=camera", key=viewer)
+            if reply.status == 503:
+                break
+            await asyncio.sleep(0.1)
+    assert reply.content_type == PROBLEM
+    assert reply.body["type"] == "urn:ops-center:problem:rebuilding"
+    assert reply.body["rebuilding"] == ["devices"]
+    assert int(reply.headers["Retry-After"]) > 0
+    assert (await api.get("/api/v1/overview", key=viewer)).status == 503  # reads devices too
+    assert (await api.get("/api/v1/feed", key=viewer)).status == 200
+    follower.resume("devices")
+    async with asyncio.timeout(TIMEOUT):
+        while True:
+            reply = await api.get("/api/v1/devices?kind=camera", key=viewer)
+            if reply.status == 200:
+                break
+            await asyncio.sleep(0.1)
+    assert reply.body["position"] >= position
+    assert len(reply.body["items"]) == 1  # rebuilt from the log

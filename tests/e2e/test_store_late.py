@@ -14,7 +14,7 @@ import pytest
 
 from ops_center.embedded.postgres import EmbeddedPostgres, free_port
 from ops_center.store.database import DatabaseUnreachable
-from web.app import connect_pool
+from web.resources import connect_pool
 
 pytestmark = [pytest.mark.fault, pytest.mark.timeout(300)]
 

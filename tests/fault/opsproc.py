@@ -209,9 +209,11 @@ async def load(
     rng: random.Random,
     stop: asyncio.Event,
     resend_share: float = 0.05,
+    keep_going: bool = False,
 ) -> None:
     """`senders` concurrent clients sending new events (and some already acknowledged ones
-    again) until `stop` is set or the server goes away."""
+    again) until `stop` is set or the server goes away (with `keep_going`, a client whose
+    request failed tries again, as an integration does, until `stop`)."""
 
     async def client(session: aiohttp.ClientSession) -> None:
         while not stop.is_set():
@@ -226,7 +228,9 @@ async def load(
             attempt = await send(session, base, key, events)
             ledger.record(attempt)
             if attempt.error is not None:
-                return
+                if not keep_going:
+                    return
+                await asyncio.sleep(0.05)
 
     timeout = aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession(timeout=timeout) as session:
@@ -274,8 +278,8 @@ async def projections_equal_a_rebuild(database_url: str) -> int:
     from position 0 in large chunks, dump again; assert both equal. The rows compared."""
     import asyncpg
 
+    from projections.projection import reset, step
     from projections.registry import create_projections
-    from projections.runner import reset, step
 
     async def dump(conn: Any, projections: Sequence[Any]) -> dict[str, list[Any]]:
         out: dict[str, list[Any]] = {}

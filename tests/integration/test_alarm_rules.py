@@ -3,7 +3,7 @@ duplicate, the clock alone raises, and a runner restarted mid-way raises nothing
 
 One database for the module; every test empties the log and the rules' tables first.
 Events are recorded with `OpsCenter.ingest` and the rules are driven by
-`RulesEngine.step(clock)` with a clock the test moves (or by real `RulesRunner` tasks).
+`RulesEngine.step(clock)` with a clock the test moves (or by a real `Follower` task).
 """
 
 from __future__ import annotations
@@ -21,15 +21,15 @@ from eventsourcing.persistence import IntegrityError
 
 from ops_center.alarms.engine import AlarmDesk, RulesEngine, RulesMoved, UnknownAlarm
 from ops_center.alarms.rules.thresholds import Thresholds
-from ops_center.alarms.runner import RulesRunner
 from ops_center.domain import subject_id
 from ops_center.domain.alarm import AlarmConflict
+from ops_center.pipeline.follower import Follower
 from ops_center.province.calendar import TZ
 from ops_center.province.profile import load_profile
 from ops_center.store.application import OpsCenter
 from ops_center.tools.testing import Events, submissions
 from projections.alarms import AlarmsProjection
-from projections.runner import ensure_schema, step
+from projections.projection import ensure_schema, step
 
 PROFILE = load_profile()
 UNIT = "MS-D01-C01"
@@ -307,13 +307,13 @@ async def test_rules_restarted_mid_way_raise_nothing_twice(world: World) -> None
         raws += [ev.station(f"ST-R{n}", UNIT, at(0)), ev.fault(f"ST-R{n}", 1, at(1))]
     await asyncio.to_thread(world.ingest, *raws)
     small = RulesEngine(world.desk, THRESHOLDS, PROFILE.unit_of, batch=7)
-    runner = RulesRunner(world.url, small, tick=0.05, clock=lambda: at(2))
+    runner = Follower(world.url, [], rules=small, batch=7, tick=0.05, clock=lambda: at(2))
     runner.start()
     async with asyncio.timeout(10):
         await runner.wait_for(20)
     await runner.stop()  # cancelled mid-way
     assert 0 < len(world.alarms()) < 40
-    again = RulesRunner(world.url, small, tick=0.05, clock=lambda: at(2))
+    again = Follower(world.url, [], rules=small, batch=7, tick=0.05, clock=lambda: at(2))
     again.start()
     try:
         async with asyncio.timeout(10):

@@ -23,8 +23,8 @@ from ops_center.domain.alarm import Alarm
 from ops_center.province.calendar import TZ
 from ops_center.store.application import OpsCenter
 from projections.alarms import AlarmsProjection
+from projections.projection import Connection, ensure_schema, step
 from projections.read import alarms as alarms_read
-from projections.runner import Connection, ensure_schema, step
 
 DAY = datetime(2026, 11, 22, tzinfo=TZ)
 START, END = DAY + timedelta(hours=9), DAY + timedelta(hours=12)

@@ -102,4 +102,4 @@ def test_two_processes_metrics_appear_summed_in_one_exposition(tmp_path: Path) -
     assert values["ops_center_ingest_events_total", (("outcome", "accepted"),)] == 7
     # the scrapers dropped their own live gauges when their applications stopped
     live = sorted(name for name in os.listdir(directory) if name.startswith("gauge_live"))
-    assert live == [f"gauge_livesum_{second}.db"]
+    assert live == [f"gauge_livemax_{second}.db", f"gauge_livesum_{second}.db"]

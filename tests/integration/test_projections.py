@@ -2,7 +2,7 @@
 
 Each test has a database of its own. Events are recorded with `OpsCenter.ingest` (in a
 thread: the library is synchronous), then projections are applied by `step` or by real
-`ProjectionRunner` tasks, and the read-model tables are compared row by row.
+the pipeline's `Follower` tasks, and the read-model tables are compared row by row.
 """
 
 from __future__ import annotations
@@ -19,22 +19,21 @@ from typing import Any
 import asyncpg
 import pytest
 
+from ops_center.pipeline.follower import Follower
+from ops_center.pipeline.rebuild import format_status, rebuild, status
 from ops_center.province.calendar import TZ
 from ops_center.province.profile import load_profile
 from ops_center.store.application import OpsCenter
 from ops_center.store.log import Event
 from ops_center.tools.testing import Events, known_world, submissions
-from projections.rebuild import format_status, rebuild, status
-from projections.registry import PROJECTIONS, create_projections
-from projections.runner import (
+from projections.projection import (
     Connection,
     Projection,
-    ProjectionRunner,
-    ProjectionSet,
     ensure_schema,
     reset,
     step,
 )
+from projections.registry import PROJECTIONS, create_projections
 
 PROFILE = load_profile()
 
@@ -232,24 +231,19 @@ async def test_a_runner_failing_mid_chunk_retries_without_double_counting(
     world = busy_world(300)
     last = await record(store, world)
     expected = await expected_tables(fresh_url, conn)
-    runners = [
-        ProjectionRunner(fresh_url, Flaky(factory(), fail_on=2), batch=10, min_backoff=0.01)
-        for factory in PROJECTIONS.values()
-    ]
-    with caplog.at_level(logging.ERROR, logger="projections.runner"):
-        for runner in runners:
-            runner.start()
+    flaky = [Flaky(factory(), fail_on=2) for factory in PROJECTIONS.values()]
+    follower = Follower(fresh_url, flaky, batch=10, min_backoff=0.01)
+    with caplog.at_level(logging.ERROR, logger="ops_center.pipeline.follower"):
+        follower.start()
         try:
             async with asyncio.timeout(20):
-                for runner in runners:
-                    await runner.wait_for(last)
+                await follower.wait_for(last)
         finally:
-            for runner in runners:
-                await runner.stop()
+            await follower.stop()
     # every projection that had events to apply failed once (alarms has none here)
-    failed = [r for r in runners if r.projection.calls]
-    assert len(failed) == len(runners) - 1
-    assert [r.errors for r in failed] == [1] * len(failed)
+    failed = [f for f in flaky if f.calls]
+    assert len(failed) == len(flaky) - 1
+    assert [follower[f.name].errors for f in failed] == [1] * len(failed)
     assert "killed between apply and commit" in caplog.text
     assert await dump(conn, create_projections()) == expected
 
@@ -260,15 +254,15 @@ async def test_a_runner_cancelled_between_apply_and_commit_restarts_cleanly(
     last = await record(store, busy_world(300))
     expected = await expected_tables(fresh_url, conn)
     projection = Blocking(PROJECTIONS["devices"](), fail_on=3)
-    runner = ProjectionRunner(fresh_url, projection, batch=40)
+    runner = Follower(fresh_url, [projection], batch=40)
     runner.start()
     async with asyncio.timeout(10):
         await projection.blocked.wait()
-    before = runner.position
+    before = runner["devices"].position
     await runner.stop()  # the task is cancelled inside the open transaction
     stored = await conn.fetchval("SELECT position FROM projection_positions WHERE name = 'devices'")
     assert stored == before
-    again = ProjectionRunner(fresh_url, PROJECTIONS["devices"](), batch=40)
+    again = Follower(fresh_url, [PROJECTIONS["devices"]()], batch=40)
     again.start()
     try:
         async with asyncio.timeout(10):
@@ -294,16 +288,17 @@ async def test_one_failing_projection_does_not_stop_the_others(
             raise ValueError("this projection is broken")
 
     last = await record_world(store)
-    runners = ProjectionSet(
+    runners = Follower(
         fresh_url, [Broken(), *create_projections(["devices", "feed"])], min_backoff=0.05
     )
-    await runners.start()
+    await runners.setup()
+    runners.start()
     try:
         async with asyncio.timeout(10):
-            await runners["devices"].wait_for(last)
-            await runners["feed"].wait_for(last)
+            await runners.wait_for(last, ["devices", "feed"])
         assert runners["broken"].position == 0
-        assert runners["broken"].state in ("failed", "active")
+        assert runners["broken"].state in ("failed", "catching_up")
+        assert runners["broken"].errors >= 1
 
         async def error_recorded() -> bool:
             error = await conn.fetchval(
@@ -323,9 +318,9 @@ async def test_one_failing_projection_does_not_stop_the_others(
 async def test_only_one_runner_per_projection_is_active(
     store: OpsCenter, conn: Any, fresh_url: str
 ) -> None:
-    """The advisory lock elects one runner; the other takes over when it stops."""
-    first = ProjectionRunner(fresh_url, PROJECTIONS["devices"](), lock_interval=0.1)
-    second = ProjectionRunner(fresh_url, PROJECTIONS["devices"](), lock_interval=0.1)
+    """The advisory lock elects one follower; the other takes over when it stops."""
+    first = Follower(fresh_url, [PROJECTIONS["devices"]()], lock_interval=0.1)
+    second = Follower(fresh_url, [PROJECTIONS["devices"]()], lock_interval=0.1)
     first.start()
     await until(lambda: first.state == "active")
     second.start()
@@ -335,13 +330,13 @@ async def test_only_one_runner_per_projection_is_active(
             await first.wait_for(position)
             await second.wait_for(position)  # the standby follows the stored position
         assert second.state == "standby"
-        assert second.applied == 0
+        assert second["devices"].applied == 0
         await first.stop()
         more = await record(store, [Events(prefix="more").camera("CAM-Z", "MS", datetime.now(TZ))])
         async with asyncio.timeout(10):
             await second.wait_for(more)
         assert second.state == "active"
-        assert second.applied == 1
+        assert second["devices"].applied == 1
     finally:
         await first.stop()
         await second.stop()
@@ -350,7 +345,7 @@ async def test_only_one_runner_per_projection_is_active(
 async def test_notifications_wake_the_runner_before_the_poll(
     store: OpsCenter, fresh_url: str
 ) -> None:
-    runner = ProjectionRunner(fresh_url, PROJECTIONS["feed"](), poll_interval=60)
+    runner = Follower(fresh_url, [PROJECTIONS["feed"]()], poll=60)
     runner.start()
     try:
         await until(lambda: runner.state == "active")
@@ -386,7 +381,7 @@ async def test_rebuild_command_lets_a_running_runner_do_the_work(
     store: OpsCenter, conn: Any, fresh_url: str
 ) -> None:
     last = await record_world(store)
-    runner = ProjectionRunner(fresh_url, PROJECTIONS["kpis"]())
+    runner = Follower(fresh_url, [PROJECTIONS["kpis"]()])
     runner.start()
     try:
         async with asyncio.timeout(10):
@@ -459,3 +454,143 @@ async def test_history_at_the_last_position_equals_the_current_tables(
     assert history is not None
     assert history_past is not None
     assert history_past["items"] == history["items"]
+
+
+# -- the pipeline's follower: one reading of the log for everyone ---------------------------
+
+
+async def test_one_reading_of_the_log_feeds_every_projection(
+    store: OpsCenter, conn: Any, fresh_url: str
+) -> None:
+    """Each event is read (and decoded) once for all projections: the events of the
+    follower's steps add up to the log, and every read model equals a rebuild."""
+    last = await record(store, busy_world(400))
+    expected = await expected_tables(fresh_url, conn)
+    read: list[int] = []
+    follower = Follower(fresh_url, create_projections(), batch=50)
+    follower.on_step.append(lambda events, _seconds, _delay: read.append(events))
+    follower.start()
+    try:
+        async with asyncio.timeout(20):
+            await follower.wait_for(last)
+    finally:
+        await follower.stop()
+    assert sum(read) == last  # every position once, for five projections together
+    assert len([n for n in read if n]) >= last // 50
+    assert await dump(conn, create_projections()) == expected
+
+
+async def test_a_projection_added_later_catches_up_while_the_others_follow(
+    store: OpsCenter, conn: Any, fresh_url: str
+) -> None:
+    first = await record(store, busy_world(200, seed=5))
+    expected = await expected_tables(fresh_url, conn)
+    devices_only = Follower(fresh_url, create_projections(["devices"]))
+    devices_only.start()
+    async with asyncio.timeout(10):
+        await devices_only.wait_for(first)
+    await devices_only.stop()
+    both = Follower(fresh_url, create_projections(["devices", "feed"]), rebuild_batch=25)
+    both.start()
+    try:
+        later = await record(store, [Events(prefix="late").camera("CAM-L", "MS", datetime.now(TZ))])
+        async with asyncio.timeout(20):
+            await both.wait_for(later)
+        assert both["feed"].applied > both["devices"].applied  # it read the log from 0
+    finally:
+        await both.stop()
+    got = await dump(conn, create_projections(["feed"]))
+    assert got["rm_feed"][: len(expected["rm_feed"])] or got["rm_feed"]
+    assert len(got["rm_feed"]) >= len(expected["rm_feed"])
+
+
+async def test_a_projection_that_raises_on_one_event_is_reported_and_the_others_go_on(
+    store: OpsCenter, conn: Any, fresh_url: str
+) -> None:
+    from ops_center.metrics import Metrics
+    from ops_center.pipeline.observe import watch
+
+    class Poisoned(Projection):
+        """Raises on every chunk holding the poisoned position, until cured."""
+
+        name = "poisoned"
+        tables = ()
+        events = None
+        poison = 10
+        cured = False
+
+        async def setup(self, conn: Connection) -> None:
+            pass
+
+        async def apply(self, conn: Connection, events: Sequence[Event]) -> None:
+            if not self.cured and any(e.position == self.poison for e in events):
+                raise ValueError(f"cannot apply position {self.poison}")
+
+    last = await record(store, busy_world(100, seed=9))
+    poisoned = Poisoned()
+    follower = Follower(
+        fresh_url, [poisoned, *create_projections(["devices", "feed"])], batch=7, min_backoff=0.05
+    )
+    metrics = Metrics()
+    watch(follower, metrics)
+    await follower.setup()
+    follower.start()
+    try:
+        async with asyncio.timeout(10):
+            await follower.wait_for(last, ["devices", "feed"])
+        track = follower["poisoned"]
+        assert track.position < poisoned.poison <= last
+        assert "cannot apply position 10" in str(track.last_error)
+        assert metrics.pipeline_failures.labels("poisoned")._value.get() >= 1
+
+        async def recorded() -> bool:
+            return "cannot apply position 10" in str(
+                await conn.fetchval(
+                    "SELECT last_error FROM projection_positions WHERE name = 'poisoned'"
+                )
+            )
+
+        await until(recorded)
+        rows = {r["name"]: r for r in await status(fresh_url)}
+        assert rows["devices"]["lag"] == 0
+        assert rows["poisoned"]["lag"] > 0
+        poisoned.cured = True  # fixed: it catches up by itself at its next retry
+        async with asyncio.timeout(10):
+            await follower.wait_for(last)
+        assert follower["poisoned"].last_error is None
+    finally:
+        await follower.stop()
+    assert await conn.fetchval(
+        "SELECT last_error IS NULL FROM projection_positions WHERE name = 'poisoned'"
+    )
+
+
+async def test_a_rebuild_while_following_equals_a_rebuild_at_rest(
+    store: OpsCenter, conn: Any, fresh_url: str
+) -> None:
+    """Projections rebuilt by the running follower while events keep coming end equal to
+    a rebuild at rest; the others were not held up."""
+    await record(store, busy_world(300, seed=11))
+    follower = Follower(fresh_url, create_projections(), rebuild_batch=40)
+    follower.start()
+    more = busy_world(200, seed=12)
+    try:
+        await until(lambda: follower.state == "active")  # it holds the lock: it rebuilds
+        results, outcomes = await asyncio.gather(
+            rebuild(fresh_url, ["devices", "services", "feed"], out=io.StringIO()),
+            asyncio.to_thread(store.ingest, submissions(more, PROFILE)),
+        )
+        # the same subjects again: some are refused (received twice); the rest is stored
+        last = max(o.position or 0 for o in outcomes)
+        assert all(r.by_server for r in results)
+        async with asyncio.timeout(20):
+            await follower.wait_for(last)
+        assert not any(follower[n].rebuilding for n in ("devices", "services", "feed"))
+        assert (
+            await conn.fetchval("SELECT count(*) FROM projection_positions WHERE rebuilding") == 0
+        )
+    finally:
+        await follower.stop()
+    live = await dump(conn, create_projections())
+    await rebuild(fresh_url, out=io.StringIO())  # at rest: this command does the work
+    assert await dump(conn, create_projections()) == live

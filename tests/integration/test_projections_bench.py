@@ -23,6 +23,7 @@ import psycopg
 import pytest
 
 from ops_center.cli.main import build_parser
+from ops_center.pipeline.rebuild import rebuild
 from ops_center.province.calendar import TZ
 from ops_center.province.profile import load_profile
 from ops_center.settings import Settings
@@ -31,7 +32,6 @@ from ops_center.tools.bench import PROJECTIONS_EVENTS, PROJECTIONS_ROUNDS, run_b
 from ops_center.tools.bench.logfill import synthetic
 from ops_center.tools.bench.projections import LogFiller, ProjectionsOptions
 from ops_center.tools.testing import submissions
-from projections.rebuild import rebuild
 from projections.registry import PROJECTIONS, create_projections
 
 PROFILE = load_profile()

@@ -29,8 +29,8 @@ from ops_center.province.profile import load_profile
 from ops_center.store.application import OpsCenter
 from ops_center.tools.testing import Events, submissions
 from projections import read, services
+from projections.projection import Connection, Projection, ensure_schema, reset, step
 from projections.registry import create_projections
-from projections.runner import Connection, Projection, ensure_schema, reset, step
 
 PROFILE = load_profile()
 US = timedelta(microseconds=1)

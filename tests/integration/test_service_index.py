@@ -22,9 +22,9 @@ from ops_center.province.calendar import TZ
 from ops_center.province.profile import load_profile
 from ops_center.store.application import OpsCenter
 from ops_center.tools.testing import Events, submissions
+from projections.projection import Connection, ensure_schema, reset, step
 from projections.read import service_index as index_read
 from projections.registry import create_projections
-from projections.runner import Connection, ensure_schema, reset, step
 from projections.service_index import ServiceIndexProjection
 
 PROFILE = load_profile()

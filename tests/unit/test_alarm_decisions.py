@@ -252,8 +252,8 @@ def test_observe_names_each_cause_and_refuses_an_unknown_one() -> None:
 
 
 def test_thresholds_and_the_switch_are_settings() -> None:
+    from ops_center.pipeline.assembly import thresholds
     from ops_center.settings import Settings
-    from web.resources import thresholds
 
     settings = Settings.from_env(
         {

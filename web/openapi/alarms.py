@@ -7,7 +7,7 @@ from typing import Any, Final
 from ops_center.alarms.rules.observe import CAUSES
 from ops_center.domain.alarm import SEVERITIES, STATES
 from projections.read.alarms import STATE_FILTERS
-from web.openapi.building import JSON_TYPE, json_body, param, problem, ref
+from web.openapi.building import JSON_TYPE, REBUILDING, json_body, param, problem, ref
 from web.openapi.building import TIME_PARAM as _TIME_PARAM
 from web.params import MAX_PAGE
 
@@ -37,6 +37,7 @@ _PERCENTILES = {
 _ERRORS = {
     "401": problem("no key, or an unknown or revoked key"),
     "403": problem("the key may not read"),
+    "503": REBUILDING,
 }
 
 ALARM_SCHEMAS: Final[dict[str, Any]] = {

@@ -58,10 +58,15 @@ AS_OF = param("as_of", "answer as the projection stood at this moment", TIME_PAR
 LIMIT = param("limit", "page size", {"type": "integer", "minimum": 1, "maximum": 1000})
 OFFSET = param("offset", "rows to skip", {"type": "integer", "minimum": 0})
 
+REBUILDING = problem(
+    "a read model it answers from is being rebuilt (`rebuilding` names it; "
+    "ask again after `Retry-After` seconds)"
+)
 READ_ERRORS = {
     "400": problem("a bad parameter (`invalid_params` names it)"),
     "401": problem("no key, or an unknown or revoked key"),
     "403": problem("the key may not read"),
+    "503": REBUILDING,
 }
 
 

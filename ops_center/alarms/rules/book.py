@@ -23,7 +23,7 @@ with a start or end due are evaluated at the clock (`on_clock`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -130,23 +130,24 @@ def decide(
 class RuleBook:
     """Applies events and the clock to loaded facts, records and alarms.
 
-    After use, `changed_facts`, `changed_records` and `touched` (alarms with new pending
-    events) say what to save.
+    The mappings it is given are changed in place (the engine keeps them between chunks
+    and drops them all when a save fails). After use, `changed_facts`, `changed_records`
+    and `touched` (alarms with new pending events) say what to save.
     """
 
     def __init__(
         self,
         thresholds: Thresholds,
         unit_of: UnitOf,
-        facts: Mapping[UUID, Facts],
-        records: Mapping[tuple[UUID, str], CauseRecord],
-        alarms: Mapping[UUID, Alarm],
+        facts: MutableMapping[UUID, Facts],
+        records: MutableMapping[tuple[UUID, str], CauseRecord],
+        alarms: MutableMapping[UUID, Alarm],
     ) -> None:
         self.thresholds = thresholds
         self.unit_of = unit_of
-        self.facts: dict[UUID, Facts] = dict(facts)
-        self.records: dict[tuple[UUID, str], CauseRecord] = dict(records)
-        self.alarms: dict[UUID, Alarm] = dict(alarms)
+        self.facts = facts
+        self.records = records
+        self.alarms = alarms
         self.changed_facts: set[UUID] = set()
         self.changed_records: set[tuple[UUID, str]] = set()
         self.touched: dict[UUID, Alarm] = {}

@@ -28,14 +28,14 @@ from typing import Any
 
 import asyncpg
 
+from ops_center.pipeline.rebuild import rebuild
 from ops_center.province.calendar import TZ, now
 from ops_center.province.profile import load_profile
 from ops_center.store.application import OpsCenter
 from ops_center.store.database import Database
 from ops_center.tools.testing import Events, Raw, submissions
 from projections import read
-from projections.rebuild import rebuild
-from projections.runner import Connection, head_position
+from projections.projection import Connection, head_position
 
 
 def synthetic(count: int, *, seed: int = 7, start: datetime | None = None) -> Iterator[Raw]:

@@ -388,7 +388,7 @@ class Rebuild:
 
 async def rebuild_rate(database_url: str, names: list[str] | None, label: str) -> Rebuild:
     """Rebuild the named projections (all when None) together; log events per second."""
-    from projections.rebuild import rebuild
+    from ops_center.pipeline.rebuild import rebuild
 
     note(f"  rebuilding {label}")
     with CpuMeter() as meter:

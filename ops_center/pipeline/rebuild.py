@@ -1,10 +1,12 @@
 """``ops-center projections rebuild [NAME]`` and ``ops-center projections status``.
 
-`rebuild` empties the projections and applies the whole log again, with a progress bar
-and the rate on stderr. When no server holds a projection's runner lock, the command
-rebuilds it itself (large chunks, all projections concurrently); when a running server
-does, the command resets the projection and follows the server's runner until it has
-caught up with the log as it was when the rebuild started.
+`rebuild` empties the projections and applies the whole log again from one pass (each
+chunk is read and decoded once for every projection rebuilt), with a progress bar and the
+rate on stderr. When no pipeline follows the log, the command does it itself; when one
+does (a running server), the command resets the projections and the running follower
+rebuilds them while the others keep following (their queries answer 503 ``rebuilding``
+meanwhile); the command follows its progress until it has caught up with the log as it
+was when the rebuild started.
 
 `status` prints each projection's position (and the alarm rules' position), the log's
 head, the lag between them, when the position last moved, and the last error if the
@@ -23,21 +25,18 @@ from typing import Any, TextIO
 
 import asyncpg
 
+from ops_center.pipeline.follower import FOLLOWER_LOCK, Follower
 from ops_center.province.calendar import TZ
 from ops_center.store.database import Database, as_database
-from projections.registry import PROJECTIONS, create_projections
-from projections.runner import (
+from projections.projection import (
     POSITIONS_TABLE,
     REBUILD_BATCH,
-    Connection,
-    Projection,
     ensure_schema,
     head_position,
-    lock_key,
     read_positions,
     reset,
-    step,
 )
+from projections.registry import PROJECTIONS, create_projections
 
 #: Seconds between progress updates.
 PROGRESS_EVERY = 0.25
@@ -150,58 +149,58 @@ async def rebuild(
     batch: int = REBUILD_BATCH,
     out: TextIO | None = None,
 ) -> list[Rebuilt]:
-    """Rebuild the named projections (all when None) from position 0, concurrently."""
+    """Rebuild the named projections (all when None) from position 0, reading the log
+    once for all of them.
+
+    When no follower runs (nobody holds `FOLLOWER_LOCK`), this command takes the lock and
+    does the work itself, in chunks of `batch` events. When one runs (a server's pipeline),
+    the projections are reset (``rebuilding``: their queries answer 503 meanwhile) and the
+    running follower rebuilds them from one pass while the others keep following; this
+    command shows its progress until it has caught up with the log as it was at the start.
+    """
     projections = create_projections(list(names) if names else None)
-    conn = await asyncpg.connect(**as_database(database).asyncpg_args())
+    db = as_database(database)
+    conn = await asyncpg.connect(**db.asyncpg_args({"synchronous_commit": "off"}))
     try:
         await ensure_schema(conn, projections)
         target = await head_position(conn)
-    finally:
-        await conn.close()
-    done = dict.fromkeys((p.name for p in projections), 0)
-    progress = Progress(target, out)
-
-    def report(name: str, position: int) -> None:
-        done[name] = position
-        progress.show(min(done.values()))
-
-    results = await asyncio.gather(
-        *(_rebuild_one(database, p, target, batch, report) for p in projections)
-    )
-    progress.show(min(done.values()), final=True)
-    return list(results)
-
-
-async def _rebuild_one(
-    database: Database | str, projection: Projection, target: int, batch: int, report: Any
-) -> Rebuilt:
-    conn: Connection = await asyncpg.connect(**as_database(database).asyncpg_args())
-    try:
-        key = lock_key(projection.name)
+        progress = Progress(target, out)
         started = time.monotonic()
-        if await conn.fetchval("SELECT pg_try_advisory_lock($1)", key):
+        chosen = [p.name for p in projections]
+        if await conn.fetchval("SELECT pg_try_advisory_lock($1)", FOLLOWER_LOCK):
             try:
-                await reset(conn, projection)
-                position = applied = 0
-                while True:
-                    result = await step(conn, projection, batch=batch, window=batch * 10)
-                    position, applied = result.position, applied + result.applied
-                    report(projection.name, position)
-                    if result.caught_up or position >= target:
-                        break
-                for table in projection.tables:  # fresh statistics for the planner
-                    await conn.execute(f"ANALYZE {table}")
+                for projection in projections:
+                    await reset(conn, projection)
+                follower = Follower(db, projections, batch=batch, rebuild_batch=batch)
+                await follower.catch_up(conn, target, progress.show)
+                await conn.execute(
+                    f"UPDATE {POSITIONS_TABLE} SET rebuilding = false WHERE name = ANY($1::text[])",
+                    chosen,
+                )
+                for projection in projections:  # fresh statistics for the planner
+                    for table in projection.tables:
+                        await conn.execute(f"ANALYZE {table}")
             finally:
-                await conn.execute("SELECT pg_advisory_unlock($1)", key)
-            return Rebuilt(projection.name, position, applied, time.monotonic() - started, False)
-        # A running server's runner holds the lock: reset, and follow its progress.
-        await reset(conn, projection)
-        position = 0
-        while position < target:
+                await conn.execute("SELECT pg_advisory_unlock($1)", FOLLOWER_LOCK)
+            seconds = time.monotonic() - started
+            progress.show(target, final=True)
+            return [
+                Rebuilt(t.name, t.position, t.applied, seconds, False)
+                for t in follower.tracks.values()
+            ]
+        # A running follower holds the lock: reset, and follow its progress.
+        for projection in projections:
+            await reset(conn, projection)
+        while True:
+            positions = await read_positions(conn)
+            done = min(positions.get(name, 0) for name in chosen)
+            progress.show(min(done, target))
+            if done >= target:
+                break
             await asyncio.sleep(0.2)
-            position = (await read_positions(conn)).get(projection.name, 0)
-            report(projection.name, position)
-        return Rebuilt(projection.name, position, 0, time.monotonic() - started, True)
+        seconds = time.monotonic() - started
+        progress.show(target, final=True)
+        return [Rebuilt(name, positions.get(name, 0), 0, seconds, True) for name in chosen]
     finally:
         await conn.close()
 
@@ -214,15 +213,16 @@ async def status(database: Database | str) -> list[dict[str, Any]]:
         head = await head_position(conn)
         rows = list(
             await conn.fetch(
-                f"SELECT name, position, updated_at, rebuilt_at, last_error, error_at "
-                f"FROM {POSITIONS_TABLE} ORDER BY name"
+                f"SELECT name, position, updated_at, rebuilt_at, last_error, error_at, "
+                f"rebuilding FROM {POSITIONS_TABLE} ORDER BY name"
             )
         )
         # the alarm rules follow the log too (ops_center.alarms.rules): shown as one more row
         if await conn.fetchval("SELECT to_regclass('alarm_rules_position') IS NOT NULL"):
             rows += await conn.fetch(
                 "SELECT 'alarm_rules' AS name, position, updated_at, NULL AS rebuilt_at, "
-                "NULL AS last_error, NULL AS error_at FROM alarm_rules_position"
+                "NULL AS last_error, NULL AS error_at, false AS rebuilding "
+                "FROM alarm_rules_position"
             )
     finally:
         await conn.close()
@@ -236,6 +236,7 @@ async def status(database: Database | str) -> list[dict[str, Any]]:
             "rebuilt_at": r["rebuilt_at"],
             "last_error": r["last_error"],
             "error_at": r["error_at"],
+            "rebuilding": r["rebuilding"],
         }
         for r in rows
     ]
@@ -249,6 +250,8 @@ def format_status(rows: Sequence[dict[str, Any]]) -> str:
             r["updated_at"].astimezone(TZ).isoformat(timespec="seconds") if r["updated_at"] else "-"
         )
         error = f"  ERROR: {r['last_error']}" if r["last_error"] else ""
+        if r.get("rebuilding"):
+            error = f"  REBUILDING{error}"
         lines.append(
             f"{r['name']:<12} {r['position']:>12,} {r['head']:>12,} {r['lag']:>10,}  "
             f"{updated}{error}"
