@@ -15,6 +15,7 @@ from projections.feed import FeedProjection
 from projections.kpis import KpisProjection
 from projections.projection import Projection
 from projections.reports import ReportsProjection
+from projections.service_index import ServiceIndexProjection
 from projections.services import ServicesProjection
 
 #: Every projection by name, as a factory.
@@ -25,6 +26,7 @@ PROJECTIONS: Final[dict[str, Callable[[], Projection]]] = {
     FeedProjection.name: FeedProjection,
     AlarmsProjection.name: AlarmsProjection,
     ReportsProjection.name: ReportsProjection,
+    ServiceIndexProjection.name: ServiceIndexProjection,
 }
 
 

@@ -10,7 +10,11 @@ Each topic's data is the answer of a query of docs/CONTRACT.md §5, at the same 
 
 * ``overview``: ``GET /api/v1/overview?unit=U``;
 * ``services``: ``GET /api/v1/services/stats?from=<today>&to=<tomorrow>&bucket=hour&unit=U``
-  (today in Vietnam time);
+  (today in Vietnam time), with ``index`` (``GET /api/v1/services/index?period=<this
+  month>&unit=U``) and ``lowest_agencies`` (the last `LOWEST` items of
+  ``GET /api/v1/services/index/ranking?period=<this month>&by=agency&unit=U``, lowest
+  first); its ``position`` is the later of the two projections' (`services` and
+  `service_index` follow the same events and are normally at the same position);
 * ``kpis``: ``GET /api/v1/kpis`` (with a unit: the indicators owned by the unit, its
   descendants and the agencies serving them, as the overview counts them);
 * ``feed``: ``GET /api/v1/feed?unit=U`` (the latest 50 events);
@@ -37,6 +41,7 @@ from projections import read
 from projections.devices import DevicesProjection
 from projections.projection import Connection
 from projections.read import alarms as alarms_read
+from projections.read import service_index as index_read
 from projections.read.places import Places
 from streams.topics import FEED_ITEMS
 
@@ -45,6 +50,8 @@ Json = dict[str, Any]
 _DEVICE_TOPICS: Final = topics_of(DevicesProjection.events or ())
 #: No page limit: a devices snapshot holds every device of the scope.
 _ALL: Final = 2**31 - 1
+#: How many of the lowest agencies the services topic carries.
+LOWEST: Final = 3
 
 
 class Source:
@@ -94,10 +101,12 @@ class Source:
             return await read.overview(conn, self._scope(scope), clock=clock)
         if topic == "services":
             start, end = local_day(clock)
+            units = self.units(scope)
             body = await read.service_stats(
-                conn, start=start, end=end, bucket="hour", clock=clock, units=self.units(scope)
+                conn, start=start, end=end, bucket="hour", clock=clock, units=units
             )
             body["unit"] = scope
+            await self._with_index(conn, body, scope, units, clock)
             return body
         if topic == "kpis":
             return await read.kpi_list(conn, clock=clock, owners=self._scope(scope).owners)
@@ -110,6 +119,34 @@ class Source:
                 conn, clock=clock, places=self.places, units=self.units(scope)
             )
         raise ValueError(f"{topic!r} is not a state topic")
+
+    async def _with_index(
+        self,
+        conn: Connection,
+        body: Json,
+        scope: str | None,
+        units: frozenset[str] | None,
+        clock: datetime,
+    ) -> None:
+        """Add this month's index of the scope and its lowest agencies to `body`."""
+        if scope == self.profile.root.code:
+            units = None
+        month = index_read.month_of(clock)
+        index = await index_read.service_index(
+            conn, period=month, clock=clock, unit=scope, units=units
+        )
+        ranking = await index_read.index_ranking(
+            conn,
+            period=month,
+            by="agency",
+            clock=clock,
+            names={code: a.name for code, a in self.profile.agencies.items()},
+            unit=scope,
+            units=units,
+        )
+        body["index"] = index
+        body["lowest_agencies"] = ranking["items"][::-1][:LOWEST]
+        body["position"] = max(body["position"], index["position"])
 
     async def devices(self, conn: Connection, scope: str | None) -> Json:
         units = self.units(scope)

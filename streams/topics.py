@@ -63,7 +63,8 @@ class Topic:
 OVERVIEW: Final = Topic(
     "overview", "state", "merge", ("devices", "services", "kpis", "alarms", "reports")
 )
-SERVICES: Final = Topic("services", "state", "merge", ("services",))
+#: Today's dossiers by hour, with this month's service index (`service_index`).
+SERVICES: Final = Topic("services", "state", "merge", ("services", "service_index"))
 KPIS: Final = Topic("kpis", "state", "items", ("kpis",), ("code",))
 FEED: Final = Topic("feed", "state", "items", ("feed",), ("position",), descending=True)
 DEVICES: Final = Topic("devices", "items", "items", ("devices",), ("kind", "code"))

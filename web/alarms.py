@@ -3,8 +3,10 @@
 * ``GET /api/v1/alarms`` (`state`?, `unit`?, `severity`?, `cause`?, `bbox`?, `limit`?,
   `offset`?):
   alarms newest first, with ``position`` and ``total``; viewer and above.
-* ``GET /api/v1/alarms/{id}``: one alarm with its full history and its cause's other
-  occurrences on the same subject; 404 when unknown.
+* ``GET /api/v1/alarms/stats`` (`from`, `to` required; `cause`?, `unit`?): how long the
+  alarms raised in ``[from, to)`` stayed open, per cause and unit.
+* ``GET /api/v1/alarms/{id}``: one alarm with its full history, its periods (active,
+  acknowledged) and its cause's other occurrences on the same subject; 404 when unknown.
 * ``POST /api/v1/alarms/{id}/ack`` and ``/resolve`` (JSON body ``{"note"?}``, or none):
   operator and admin keys only (403 for others); 404 for an unknown id; 409 when the
   alarm's state does not allow it (resolving a resolved alarm, acknowledging one twice);
@@ -85,6 +87,29 @@ async def get_alarms(request: web.Request) -> web.StreamResponse:
             places=Places.of(request.app[PROFILE]),
             limit=limit,
             offset=offset,
+        )
+    return _json(body)
+
+
+@query_handler
+@reads("alarms")
+async def get_alarm_stats(request: web.Request) -> web.StreamResponse:
+    """How long the alarms raised in ``[from, to)`` stayed open, per cause and unit
+    (`cause`?, `unit`?)."""
+    clock = now()
+    start = params.time(request, "from")
+    end = params.time(request, "to")
+    if start is None:
+        raise BadParameter("from", "is required")
+    if end is None:
+        raise BadParameter("to", "is required")
+    if start >= end:
+        raise BadParameter("from", "must be before 'to'")
+    cause = params.choice(request, "cause", CAUSES)
+    units = params.units(request)
+    async with snapshot(request) as conn:
+        body = await alarms_read.alarm_stats(
+            conn, start=start, end=end, clock=clock, cause=cause, units=units
         )
     return _json(body)
 
@@ -194,6 +219,7 @@ def add_alarm_routes(app: web.Application) -> None:
     """Register the alarm endpoints."""
     router = app.router
     router.add_get("/api/v1/alarms", get_alarms)
+    router.add_get("/api/v1/alarms/stats", get_alarm_stats)  # before {id}
     router.add_get("/api/v1/alarms/{id}", get_alarm)
     router.add_post("/api/v1/alarms/{id}/ack", post_ack)
     router.add_post("/api/v1/alarms/{id}/resolve", post_resolve)

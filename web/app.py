@@ -26,6 +26,7 @@ from web.appkeys import (
     SETTINGS,
 )
 from web.health import get_healthz
+from web.index import add_index_routes
 from web.ingest import post_events
 from web.logs import add_request_logs, request_middleware
 from web.metrics import add_metrics_routes
@@ -72,6 +73,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/api/v1/agencies", get_agencies)
     app.router.add_get("/api/v1/me", get_me)
     add_query_routes(app)
+    add_index_routes(app)
     add_openapi_routes(app)
     add_stream_routes(app)
     add_alarm_routes(app)

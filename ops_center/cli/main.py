@@ -1,4 +1,5 @@
-"""The ``ops-center`` command line: serve, keys, bench, projections, watch, demo, simulate.
+"""The ``ops-center`` command line: serve, keys, bench, projections, alarms, watch, demo,
+simulate.
 
 Every command that needs the database takes ``--data-dir`` (the embedded PostgreSQL's
 folder) or uses ``DATABASE_URL`` when it is set, so the same commands work against the
@@ -35,7 +36,7 @@ from ops_center.settings import ENV, Settings
 from ops_center.tools.options import add_key_option, add_url_option
 
 #: Commands whose only connections are to the database (an OSError there is the database's).
-DATABASE_COMMANDS = frozenset({"serve", "pipeline", "keys", "projections"})
+DATABASE_COMMANDS = frozenset({"serve", "pipeline", "keys", "projections", "alarms"})
 
 
 def _positive(text: str) -> int:
@@ -142,6 +143,14 @@ def _projections(args: argparse.Namespace) -> int:
 
     with database_url(_settings(args)) as url:
         return run(args, url)
+
+
+def _alarms(args: argparse.Namespace) -> int:
+    from ops_center.cli.alarms import run
+
+    settings = _settings(args)
+    with database_url(settings) as url:
+        return run(args, settings, url)
 
 
 def _watch(args: argparse.Namespace) -> int:
@@ -293,6 +302,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_projection_arguments(projections, parents=with_data)
     projections.set_defaults(handler=_projections)
+
+    alarms = commands.add_parser(
+        "alarms", parents=with_data, help="how long alarms stayed open (statistics)"
+    )
+    from ops_center.cli.alarms import add_arguments as add_alarm_arguments
+
+    add_alarm_arguments(alarms, parents=with_data)
+    alarms.set_defaults(handler=_alarms)
 
     watch = commands.add_parser(
         "watch",

@@ -14,10 +14,21 @@ from ops_center.domain.provenance import Meta, occurred, record, subject_id
 OPEN: Final = "open"
 COMPLETED: Final = "completed"
 WITHDRAWN: Final = "withdrawn"
+#: What an applicant may answer when asked how the service went (Decision 766's
+#: satisfaction indicator counts the first two).
+RATINGS: Final = ("very_satisfied", "satisfied", "dissatisfied")
 
 
 class Dossier(Aggregate):
-    """A dossier from reception to completion or withdrawal; each closes once."""
+    """A dossier from reception to completion or withdrawal; each closes once, and a
+    completed dossier may be rated once by its applicant.
+
+    The optional facts of Decision 766/QĐ-TTg's service index travel with the events:
+    `digitised` (the input documents were digitised at intake) and `fee` (the procedure
+    charges a fee) with the reception, `e_result` (the result was issued electronically)
+    and `paid_online` with the completion. None means "not said" (events stored before
+    these fields existed have none).
+    """
 
     @staticmethod
     def create_id(code: str, **_: Any) -> UUID:
@@ -35,6 +46,8 @@ class Dossier(Aggregate):
         unit: str,
         due_at: str,
         meta: Meta,
+        digitised: bool | None = None,
+        fee: bool | None = None,
     ) -> None:
         self.code = code
         self.agency = agency
@@ -43,6 +56,7 @@ class Dossier(Aggregate):
         self.state: str = OPEN
         self.closed_time: datetime | None = None
         self.supplements = 0
+        self.rating: str | None = None
 
     def request_supplement(self, reason: str | None, meta: Meta) -> None:
         """Record a request for more documents.
@@ -60,16 +74,53 @@ class Dossier(Aggregate):
     def _supplement_requested(self, reason: str | None, meta: Meta) -> None:
         self.supplements += 1
 
-    def complete(self, result: str, meta: Meta) -> None:
+    def complete(
+        self,
+        result: str,
+        meta: Meta,
+        e_result: bool | None = None,
+        paid_online: bool | None = None,
+    ) -> None:
         """Close the dossier with a result; on time when the event's time <= due_at."""
         self._check_open()
         on_time = occurred(meta) <= self.due_at
-        record(self, "Completed", result=result, on_time=on_time, meta=meta)
+        record(
+            self,
+            "Completed",
+            result=result,
+            on_time=on_time,
+            meta=meta,
+            e_result=e_result,
+            paid_online=paid_online,
+        )
 
     @event("Completed")
-    def _completed(self, result: str, on_time: bool, meta: Meta) -> None:
+    def _completed(
+        self,
+        result: str,
+        on_time: bool,
+        meta: Meta,
+        e_result: bool | None = None,
+        paid_online: bool | None = None,
+    ) -> None:
         self.state = COMPLETED
         self.closed_time = occurred(meta)
+
+    def rate(self, rating: str, meta: Meta) -> None:
+        """Record the applicant's rating: only once the dossier is completed, and once."""
+        if self.state != COMPLETED:
+            raise Rejection(
+                INVALID_TRANSITION,
+                "/type",
+                f"dossier {self.code!r} is {self.state}: only a completed dossier is rated",
+            )
+        if self.rating is not None:
+            raise Rejection(INVALID_TRANSITION, "/type", f"dossier {self.code!r} was already rated")
+        self._rated(rating=rating, meta=meta)
+
+    @event("Rated")
+    def _rated(self, rating: str, meta: Meta) -> None:
+        self.rating = rating
 
     def withdraw(self, reason: str | None, meta: Meta) -> None:
         """Close the dossier because the applicant withdrew it."""

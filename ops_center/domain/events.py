@@ -58,6 +58,7 @@ PRODUCED_BY: Final[Mapping[str, str]] = {
     name_of(Dossier, "SupplementRequested"): "dossier.supplement_requested",
     name_of(Dossier, "Completed"): "dossier.completed",
     name_of(Dossier, "Withdrawn"): "dossier.withdrawn",
+    name_of(Dossier, "Rated"): "dossier.rated",
     name_of(Indicator, "Defined"): "kpi.defined",
     name_of(Indicator, "Redefined"): "kpi.defined",
     name_of(Indicator, "Reported"): "kpi.reported",

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal, Protocol
 
+from ops_center.domain.dossier import RATINGS
 from ops_center.domain.errors import (
     INVALID_DATA,
     UNKNOWN_AGENCY,
@@ -86,7 +87,8 @@ REPORT_CATEGORIES: Final = (
     "other",
 )
 REPORT_CHANNELS: Final = ("app", "hotline", "web", "social")
-RATINGS: Final = ("satisfied", "dissatisfied")
+#: How a citizen rates a resolved field report.
+REPORT_RATINGS: Final = ("satisfied", "dissatisfied")
 
 _TYPES = (
     EventType(
@@ -151,11 +153,22 @@ _TYPES = (
             "agency": Field(f.code, ref="agency"),
             "unit": Field(f.code, ref="unit"),
             "due_at": Field(f.timestamp),
+            "digitised": _opt(f.boolean),
+            "fee": _opt(f.boolean),
         },
     ),
     EventType("dossier.supplement_requested", "dossier", {"reason": _opt(f.text(1000))}),
-    EventType("dossier.completed", "dossier", {"result": Field(f.one_of(*RESULTS))}),
+    EventType(
+        "dossier.completed",
+        "dossier",
+        {
+            "result": Field(f.one_of(*RESULTS)),
+            "e_result": _opt(f.boolean),
+            "paid_online": _opt(f.boolean),
+        },
+    ),
     EventType("dossier.withdrawn", "dossier", {"reason": _opt(f.text(1000))}),
+    EventType("dossier.rated", "dossier", {"rating": Field(f.one_of(*RATINGS))}),
     EventType(
         "kpi.defined",
         "indicator",
@@ -210,7 +223,7 @@ _TYPES = (
         "report",
         {"reason": Field(f.text(1000)), "duplicate_of": _opt(f.code)},
     ),
-    EventType("report.rated", "report", {"rating": Field(f.one_of(*RATINGS))}),
+    EventType("report.rated", "report", {"rating": Field(f.one_of(*REPORT_RATINGS))}),
 )
 
 CATALOGUE: Final[Mapping[str, EventType]] = {t.name: t for t in _TYPES}

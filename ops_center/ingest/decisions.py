@@ -107,6 +107,8 @@ def _create(kind: EventType, subject: str, data: dict[str, Any], meta: Meta) -> 
                 unit=data["unit"],
                 due_at=data["due_at"],
                 meta=meta,
+                digitised=g("digitised"),
+                fee=g("fee"),
             )
         case "kpi.defined":
             return Indicator(
@@ -190,9 +192,11 @@ def _decide_dossier(name: str, dossier: Dossier, data: dict[str, Any], meta: Met
         case "dossier.supplement_requested":
             dossier.request_supplement(data.get("reason"), meta)
         case "dossier.completed":
-            dossier.complete(data["result"], meta)
+            dossier.complete(data["result"], meta, data.get("e_result"), data.get("paid_online"))
         case "dossier.withdrawn":
             dossier.withdraw(data.get("reason"), meta)
+        case "dossier.rated":
+            dossier.rate(data["rating"], meta)
         case _:  # pragma: no cover
             raise TypeError(name)
 

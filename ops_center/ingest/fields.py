@@ -68,6 +68,13 @@ def one_of(*choices: str) -> Validator:
     return check
 
 
+def boolean(value: Any) -> bool:
+    """A JSON boolean (``true`` or ``false``; not 0, 1 or a string)."""
+    if not isinstance(value, bool):
+        raise FieldError("must be true or false")
+    return value
+
+
 def integer(minimum: int | None = None, maximum: int | None = None) -> Validator:
     """An integer (JSON number without fraction), within the given bounds."""
 

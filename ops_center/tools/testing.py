@@ -91,7 +91,10 @@ class Events:
         channel: str = "online",
         level: str = "full_online",
         procedure: str = "P-001",
+        digitised: bool | None = None,
+        fee: bool | None = None,
     ) -> Raw:
+        flags = {k: v for k, v in (("digitised", digitised), ("fee", fee)) if v is not None}
         data = {
             "procedure_code": procedure,
             "procedure_name": f"Procedure {procedure}",
@@ -100,14 +103,30 @@ class Events:
             "agency": agency,
             "unit": unit,
             "due_at": _time(due_at),
+            **flags,
         }
         return self.event("dossier.received", code, time, data)
 
     def supplement(self, code: str, time: datetime | str) -> Raw:
         return self.event("dossier.supplement_requested", code, time, {"reason": "missing"})
 
-    def completed(self, code: str, time: datetime | str, result: str = "approved") -> Raw:
-        return self.event("dossier.completed", code, time, {"result": result})
+    def completed(
+        self,
+        code: str,
+        time: datetime | str,
+        result: str = "approved",
+        *,
+        e_result: bool | None = None,
+        paid_online: bool | None = None,
+    ) -> Raw:
+        data: Raw = {"result": result}
+        for name, value in (("e_result", e_result), ("paid_online", paid_online)):
+            if value is not None:
+                data[name] = value
+        return self.event("dossier.completed", code, time, data)
+
+    def rated(self, code: str, rating: str, time: datetime | str) -> Raw:
+        return self.event("dossier.rated", code, time, {"rating": rating})
 
     def withdrawn(self, code: str, time: datetime | str) -> Raw:
         return self.event("dossier.withdrawn", code, time, {"reason": "withdrawn"})
@@ -261,8 +280,8 @@ def known_world(clock: datetime, events: Events | None = None) -> list[list[Raw]
         e.broadcast_end("R-1", "n1", s(9)),
         e.broadcast("R-2", "n2", s(10)),
     ]
-    d01 = {"agency": "STTTT", "unit": "MS-D01-C01"}
-    d02 = {"agency": "SYT", "unit": "MS-D02-C01"}
+    d01: dict[str, Any] = {"agency": "STTTT", "unit": "MS-D01-C01"}
+    d02: dict[str, Any] = {"agency": "SYT", "unit": "MS-D02-C01"}
     dossiers = [
         e.dossier("D1", s(1), t0 + timedelta(days=3), **d01),
         e.dossier("D2", y0 + timedelta(hours=10), s(1), **d01),

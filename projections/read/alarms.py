@@ -8,7 +8,8 @@ the order of the ``alarms`` live topic (`streams.topics.ALARMS`).
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
+from datetime import datetime
 from typing import Any, Final
 from uuid import UUID
 
@@ -174,6 +175,7 @@ async def alarm_detail(conn: Any, alarm: UUID) -> dict[str, Any] | None:
         "detail::text FROM rm_alarm_history WHERE id = $1 ORDER BY position",
         alarm,
     )
+    periods = alarm_periods(history)
     occurrences = await conn.fetch(
         "SELECT id, occurrence, state, raised_at, resolved_at FROM rm_alarms "
         "WHERE cause = $1 AND subject_kind = $2 AND subject = $3 ORDER BY occurrence",
@@ -199,6 +201,7 @@ async def alarm_detail(conn: Any, alarm: UUID) -> dict[str, Any] | None:
             }
             for h in history
         ],
+        "periods": periods,
         "occurrences": [
             {
                 "id": str(o["id"]),
@@ -229,3 +232,91 @@ async def active_count(conn: Any, units: Collection[str] | None, position: int |
         f"SELECT count(*) FROM rm_alarms {query.clause()}", *query.args
     )
     return count
+
+
+def alarm_periods(history: Sequence[Any]) -> list[dict[str, Any]]:
+    """The alarm's periods from its history (oldest first): ``active`` from its raising,
+    ``acknowledged`` from the acknowledgement, each ending at the next change of state
+    (``to`` null while it lasts); a resolution ends the last. A period never ends before
+    it starts (an action timed before the raising ends it at its start)."""
+    periods: list[dict[str, Any]] = []
+    current: dict[str, Any] | None = None
+    for h in history:
+        event = h["event"]
+        if event not in ("raised", "acknowledged", "resolved"):
+            continue
+        if current is not None:
+            current["to"] = max(current["from"], h["at"])
+            current = None
+        if event != "resolved":
+            current = {"state": "active" if event == "raised" else "acknowledged", "from": h["at"]}
+            current["to"] = None
+            periods.append(current)
+    return [{"state": p["state"], "from": iso(p["from"]), "to": iso(p["to"])} for p in periods]
+
+
+_STATS: Final = """
+SELECT cause, unit, count(*) AS raised,
+    count(*) FILTER (WHERE acknowledged_at <= $3) AS acknowledged,
+    count(*) FILTER (WHERE resolved_at <= $3 AND NOT resolved_automatically) AS by_operator,
+    count(*) FILTER (WHERE resolved_at <= $3 AND resolved_automatically) AS by_itself,
+    percentile_cont(0.5) WITHIN GROUP (ORDER BY to_ack) FILTER (WHERE acknowledged_at <= $3),
+    percentile_cont(0.9) WITHIN GROUP (ORDER BY to_ack) FILTER (WHERE acknowledged_at <= $3),
+    percentile_cont(0.5) WITHIN GROUP (ORDER BY to_resolve) FILTER (WHERE resolved_at <= $3),
+    percentile_cont(0.9) WITHIN GROUP (ORDER BY to_resolve) FILTER (WHERE resolved_at <= $3),
+    sum(open_for) AS active_seconds
+FROM (
+    SELECT cause, unit, acknowledged_at, resolved_at, resolved_automatically,
+        greatest(0, extract(epoch FROM acknowledged_at - raised_at))::float8 AS to_ack,
+        greatest(0, extract(epoch FROM resolved_at - raised_at))::float8 AS to_resolve,
+        greatest(0, extract(epoch FROM
+            least(coalesce(resolved_at, $3), $3) - raised_at))::float8 AS open_for
+    FROM rm_alarms WHERE raised_at >= $1 AND raised_at < $2 {filters}
+) a
+GROUP BY cause, unit ORDER BY cause, unit NULLS LAST
+"""
+
+
+def _seconds(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+async def alarm_stats(
+    conn: Any,
+    *,
+    start: datetime,
+    end: datetime,
+    clock: datetime,
+    cause: str | None = None,
+    units: Collection[str] | None = None,
+) -> dict[str, Any]:
+    """``GET /api/v1/alarms/stats``: how long the alarms raised in ``[start, end)`` stayed
+    open, per cause and unit (the alarm's own unit; null for an indicator whose owner has
+    none). Everything is judged at ``min(end, clock)``: an acknowledgement or resolution
+    after it has not happened yet, and an alarm still open then counts its open time
+    (active or acknowledged) up to it. Medians and 90th percentiles interpolate
+    (``percentile_cont``); null when no alarm of the row was acknowledged (resolved)."""
+    position = await _position(conn)
+    query = Query()
+    query.args = [start, end, min(end, clock)]
+    if cause is not None:
+        query.where(f"cause = {query.arg(cause)}")
+    if units is not None:
+        query.where(f"unit = ANY({query.arg(list(units))}::text[])")
+    filters = "".join(f" AND {c}" for c in query.conditions)
+    rows = await conn.fetch(_STATS.format(filters=filters), *query.args)
+    items = [
+        {
+            "cause": r["cause"],
+            "unit": r["unit"],
+            "raised": r["raised"],
+            "acknowledged": r["acknowledged"],
+            "resolved_by_operator": r["by_operator"],
+            "resolved_by_itself": r["by_itself"],
+            "seconds_to_acknowledge": {"median": _seconds(r[6]), "p90": _seconds(r[7])},
+            "seconds_to_resolve": {"median": _seconds(r[8]), "p90": _seconds(r[9])},
+            "active_seconds": _seconds(r["active_seconds"]) or 0.0,
+        }
+        for r in rows
+    ]
+    return {"from": iso(start), "to": iso(end), "position": position, "items": items}

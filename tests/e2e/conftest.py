@@ -75,6 +75,7 @@ class CloudEvents:
         "dossier.supplement_requested": "dossier.received",
         "dossier.completed": "dossier.received",
         "dossier.withdrawn": "dossier.received",
+        "dossier.rated": "dossier.completed",
         "kpi.defined": None,
         "kpi.reported": "kpi.defined",
         "kpi.target_revised": "kpi.defined",
@@ -83,11 +84,10 @@ class CloudEvents:
         "report.reassigned": "report.received",
         "report.resolved": "report.received",
         "report.rejected": "report.received",
-        "report.rated": "report.received",
+        "report.rated": "report.resolved",
     }
     #: Events a subject needs after its registration before each type (a rating needs
     #: a resolved report).
-    AFTER_REGISTRATION: Mapping[str, tuple[str, ...]] = {"report.rated": ("report.resolved",)}
     #: Aggregate kind (for `subject_id`) and code prefix by the type's first word.
     KINDS: Mapping[str, tuple[str, str]] = {
         "radio": ("station", "st"),
@@ -154,10 +154,13 @@ class CloudEvents:
                 "agency": cls.AGENCY,
                 "unit": cls.UNIT,
                 "due_at": cls.at(60 * 24 * 5),
+                "digitised": True,
+                "fee": True,
             },
             "dossier.supplement_requested": {"reason": "thiếu bản sao giấy tờ"},
-            "dossier.completed": {"result": "approved"},
+            "dossier.completed": {"result": "approved", "e_result": True, "paid_online": False},
             "dossier.withdrawn": {"reason": "người nộp rút hồ sơ"},
+            "dossier.rated": {"rating": "very_satisfied"},
             "kpi.defined": {
                 "name": "Tỷ lệ hồ sơ trực tuyến toàn trình",
                 "measure": "%",
@@ -223,22 +226,26 @@ class CloudEvents:
         }
 
     @classmethod
+    def prerequisites(cls, event_type: str, subject: str) -> list[dict[str, Any]]:
+        """Every event `event_type` needs stored first, oldest first (a rating needs a
+        completion, which needs a reception), an hour apart before `BASE_TIME`."""
+        chain: list[str] = []
+        kind = cls.REGISTRATION[event_type]
+        while kind is not None:
+            chain.insert(0, kind)
+            kind = cls.REGISTRATION[kind]
+        return [
+            cls.event(kind, subject, time=cls.at(-60 * (len(chain) - i)))
+            for i, kind in enumerate(chain)
+        ]
+
+    @classmethod
     def registration(cls, event_type: str, subject: str) -> dict[str, Any] | None:
         """The event registering the subject `event_type` needs (an hour earlier), or None."""
         kind = cls.REGISTRATION[event_type]
         if kind is None:
             return None
         return cls.event(kind, subject, time=cls.at(-60))
-
-    @classmethod
-    def prerequisites(cls, event_type: str, subject: str) -> list[dict[str, Any]]:
-        """Every event a valid `event_type` event about `subject` needs stored first: its
-        registration (an hour earlier), then what the type needs after it."""
-        registration = cls.registration(event_type, subject)
-        if registration is None:
-            return []
-        after = cls.AFTER_REGISTRATION.get(event_type, ())
-        return [registration, *(cls.event(t, subject, time=cls.at(-30)) for t in after)]
 
 
 @dataclass(frozen=True, slots=True)

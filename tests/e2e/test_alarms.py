@@ -156,6 +156,31 @@ async def test_alarm_actions_by_role_and_history(api: Any, keys: dict[str, Any],
     }
     assert [o["id"] for o in body["occurrences"]] == [alarm_id]
     assert body["position"] >= resolved.body["position"]
+    # how long it stayed in each state: active until acknowledged, then until resolved
+    raised_at, acked_at, resolved_at = (h["at"] for h in body["history"])
+    assert body["periods"] == [
+        {"state": "active", "from": raised_at, "to": acked_at},
+        {"state": "acknowledged", "from": acked_at, "to": resolved_at},
+    ]
+    # and in the statistics of its cause and unit
+    since = quote(body["raised_at"])
+    until = quote((datetime.fromisoformat(resolved_at) + timedelta(seconds=1)).isoformat())
+    stats = await api.get(
+        f"/api/v1/alarms/stats?from={since}&to={until}&cause=cluster_fault&unit={ce.UNIT}",
+        key=keys["viewer"],
+    )
+    assert stats.status == 200, stats.body
+    (row,) = [i for i in stats.body["items"] if i["unit"] == ce.UNIT]
+    assert row["raised"] >= 1
+    assert row["resolved_by_operator"] >= 1
+    assert_problem(
+        await api.get(f"/api/v1/alarms/stats?from={until}&to={since}", key=keys["viewer"]),
+        400,
+        "from",
+    )
+    assert_problem(
+        await api.get("/api/v1/alarms/stats?to=2026-11-01", key=keys["viewer"]), 400, "from"
+    )
 
 
 async def test_operator_resolves_and_the_rules_resolve_by_themselves(

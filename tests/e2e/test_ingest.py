@@ -752,6 +752,22 @@ async def test_completing_a_dossier_twice_is_invalid_transition(api, ce) -> None
     assert (reply.error()["code"], reply.error()["pointer"]) == ("invalid_transition", "/type")
 
 
+async def test_a_dossier_is_rated_once_and_only_once_completed(api, ce) -> None:
+    open_ = ce.code("dossier.received")
+    await api.ingest(ce.event("dossier.received", open_, time=ce.at(0)))
+    reply = await api.structured(ce.event("dossier.rated", open_, time=ce.at(5)))
+    assert reply.status == 422
+    assert (reply.error()["code"], reply.error()["pointer"]) == ("invalid_transition", "/type")
+    await api.ingest(ce.event("dossier.completed", open_, time=ce.at(10)))
+    await api.ingest(ce.event("dossier.rated", open_, time=ce.at(20), rating="satisfied"))
+    again = await api.structured(ce.event("dossier.rated", open_, time=ce.at(30)))
+    assert (again.status, again.error()["code"]) == (422, "invalid_transition")
+    bad = await api.structured(ce.event("dossier.rated", open_, rating="happy"))
+    assert (bad.error()["code"], bad.error()["pointer"]) == ("invalid_data", "/data/rating")
+    flag = await api.structured(ce.event("dossier.received", digitised="yes"))
+    assert (flag.error()["code"], flag.error()["pointer"]) == ("invalid_data", "/data/digitised")
+
+
 async def test_invalid_transition_within_one_batch_keeps_the_good_events(api, ce) -> None:
     """received, completed, completed again, withdrawn in one batch: the last two are refused."""
     code = ce.code("dossier.received")

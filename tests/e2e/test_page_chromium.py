@@ -21,7 +21,7 @@ import pytest
 from cdp import Chromium, Page, find_chromium
 
 from streams import topics
-from web.appkeys import STREAM_HUB
+from web.appkeys import PROJECTIONS, STREAM_HUB
 from web.ws import close_websockets
 
 VN = timezone(timedelta(hours=7))
@@ -50,7 +50,7 @@ METRICS = (
 #: The tiles' values as the page holds them (JSON in ``data-value``) and their texts.
 READ_TILES = """(() => {
   const out = {};
-  for (const node of document.querySelectorAll('[data-metric]')) {
+  for (const node of document.querySelectorAll('.tiles [data-metric]')) {
     out[node.dataset.metric] = {value: node.dataset.value, text: node.textContent};
   }
   return out;
@@ -582,3 +582,181 @@ async def test_the_page_applies_deltas_exactly_as_streams_topics(page: Page, mak
     got = orjson.loads(await page.evaluate(script))
     expected = [topics.apply(topics.TOPICS[name], state, delta) for name, state, delta in cases]
     assert got == expected
+
+
+# -- the service index and lineage ------------------------------------------------------------
+
+#: The index panel as the page shows it: the total, each group's score, the lowest agencies.
+READ_INDEX = """(() => {
+  const value = (node) => JSON.parse(node.dataset.value || 'null');
+  const groups = {};
+  for (const row of document.querySelectorAll('.index-groups [data-group]')) {
+    groups[row.dataset.group] = value(row.querySelector('[data-metric]'));
+  }
+  return {
+    total: value(document.querySelector('.index [data-metric="services.index.total"]')),
+    groups,
+    lowest: [...document.querySelectorAll('#index-lowest li[data-agency] b')].map(
+      (b) => [b.dataset.agency, value(b)]),
+  };
+})()"""
+
+
+async def settled(api: Any, position: int) -> None:
+    """Wait until every projection of the app has applied `position`."""
+    async with asyncio.timeout(15):
+        await api.app[PROJECTIONS].wait_for(position)
+
+
+async def index_shown(api: Any, key: Any, unit: str | None = None) -> dict[str, Any]:
+    """What the index panel must show: this month's index and its three lowest agencies."""
+    month = datetime.now(VN).strftime("%Y-%m")
+    scope = "" if unit is None else f"&unit={unit}"
+    index = (await api.get(f"/api/v1/services/index?period={month}{scope}", key=key)).body
+    ranking = await api.get(f"/api/v1/services/index/ranking?period={month}{scope}", key=key)
+    return {
+        "total": index["total"],
+        "groups": {name: group["score"] for name, group in index["groups"].items()},
+        "lowest": [[i["code"], i["total"]] for i in ranking.body["items"][::-1][:3]],
+    }
+
+
+async def until_index(page: Page, expected: dict[str, Any], within: float = 10.0) -> None:
+    """Wait until the index panel shows `expected` (numbers compared as numbers)."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        shown = await page.evaluate(READ_INDEX)
+        if shown == expected:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"the index panel shows {shown}, never {expected}")
+        await asyncio.sleep(0.05)
+
+
+def dossiers(ce: Any, agency: str, *, on_time: bool, flags: bool) -> list[dict[str, Any]]:
+    """A dossier of `agency` received now and completed now: on time (due tomorrow) or
+    late (due an hour ago), with every flag of the index or none."""
+    code = ce.code("dossier.received")
+    due = now(60 * 24) if on_time else now(-60)
+    return [
+        ce.event(
+            "dossier.received",
+            code,
+            time=now(-90 if not on_time else 0),
+            due_at=due,
+            agency=agency,
+            digitised=flags,
+            fee=True,
+            channel="online" if flags else "counter",
+        ),
+        ce.event("dossier.completed", code, time=now(), e_result=flags, paid_online=flags),
+        ce.event(
+            "dossier.rated", code, time=now(), rating="satisfied" if flags else "dissatisfied"
+        ),
+    ]
+
+
+async def test_the_index_panel_shows_the_month_and_the_lowest_agencies_live(
+    own_database: str, page: Page, make_api: Any, make_key: Any, ce: Any
+) -> None:
+    api = await make_api(database_url=own_database, stream_refresh_seconds=3600.0)
+    viewer = make_key("viewer", url=own_database)
+    integration = make_key("integration", url=own_database)
+    agencies = list(ce.PROFILE.agencies)[:4]
+    events = []
+    for i, agency in enumerate(agencies):  # the first ones score best
+        events += dossiers(ce, agency, on_time=i < 2, flags=i % 2 == 0)
+    await settled(api, (await api.batch(events, key=integration)).positions()[-1])
+    await open_live(page, api, viewer.secret)
+    await page.wait_for("opsRoom.states.services && opsRoom.states.services.index")
+    expected = await index_shown(api, viewer)
+    assert len(expected["lowest"]) == 3
+    assert expected["lowest"][0][0] == agencies[3]  # late, without any flag
+    assert {code for code, _ in expected["lowest"]} == set(agencies[1:])
+    await until_index(page, expected)
+    # the note says what the figure is, in Vietnamese
+    note = await page.evaluate("document.querySelector('.index-note').textContent")
+    assert "không phải điểm chính thức" in note
+
+    # a late dossier of the best agency, live: the province's index and the lowest move
+    late = dossiers(ce, agencies[0], on_time=False, flags=False)
+    await settled(api, (await api.batch(late, key=integration)).positions()[-1])
+    changed = await index_shown(api, viewer)
+    assert changed != expected
+    await until_index(page, changed)
+
+
+async def test_every_figure_opens_where_it_comes_from(
+    own_database: str, page: Page, make_api: Any, make_key: Any, ce: Any
+) -> None:
+    """A click on any figure with ``data-metric`` (tiles, the index panel, the lowest
+    agencies, KPI values) shows the events of ``GET /api/v1/lineage`` for it."""
+    api = await make_api(database_url=own_database, stream_refresh_seconds=3600.0)
+    viewer = make_key("viewer", url=own_database)
+    integration = make_key("integration", url=own_database)
+    camera = ce.code("camera.registered")
+    indicator = ce.code("kpi.defined")
+    events = [
+        ce.event("camera.registered", camera, time=now(-30)),
+        ce.event("camera.status", camera, time=now(-2), status="offline"),
+        ce.event("kpi.defined", indicator, time=now(-30)),
+        ce.event("kpi.reported", indicator, time=now(-20), value=40),
+        ce.event("kpi.reported", indicator, time=now(-10), value=45),
+    ]
+    for agency in list(ce.PROFILE.agencies)[:2]:
+        events += dossiers(ce, agency, on_time=True, flags=True)
+    await settled(api, (await api.batch(events, key=integration)).positions()[-1])
+    await open_live(page, api, viewer.secret)
+    await page.wait_for(
+        "opsRoom.states.services && opsRoom.states.services.index && "
+        "document.querySelectorAll('#index-lowest li[data-agency]').length === 2 && "
+        f"document.querySelector('[data-kpi=\"{indicator}\"] [data-metric]') !== null"
+    )
+    month = datetime.now(VN).strftime("%Y-%m")
+    # each figure by a selector that survives re-rendering (panels redraw their rows)
+    figures = await page.evaluate(
+        "[...document.querySelectorAll('[data-metric]')].map((n) => {"
+        "  const box = n.closest('.tiles, .panel');"
+        '  const agency = n.dataset.agency ? `[data-agency="${n.dataset.agency}"]` '
+        "    : ':not([data-agency])';"
+        '  const metric = `[data-metric="${n.dataset.metric}"]`;'
+        "  return [`.${[...box.classList].join('.')} ${metric}${agency}`,"
+        "    n.dataset.metric, box.classList.contains('tiles'), n.dataset.agency || null]; })"
+    )
+    assert len(figures) >= 14 + 6 + 2 + 1
+    assert len({selector for selector, *_ in figures}) == len(figures)
+    for selector, metric, tile, agency in figures:
+        await page.evaluate(f"document.querySelector({orjson.dumps(selector).decode()}).click()")
+        await page.wait_for(
+            "!document.getElementById('lineage').hidden && "
+            "document.getElementById('lineage-summary').textContent !== ''"
+        )
+        if tile:
+            query = f"figure=overview.{metric}"
+        elif metric.startswith("services.index"):
+            query = f"figure={metric}&period={month}" + (f"&agency={agency}" if agency else "")
+        else:
+            query = f"figure={metric}"
+        answer = await api.get(f"/api/v1/lineage?{query}&limit=50", key=viewer)
+        assert answer.status == 200, (query, answer.body)
+        shown = await page.evaluate(
+            "[...document.querySelectorAll('#lineage-items li[data-position]')]"
+            ".map((li) => [Number(li.dataset.position), li.dataset.id])"
+        )
+        assert shown == [[i["position"], i["id"] or ""] for i in answer.body["items"]], query
+        summary = await page.evaluate("document.getElementById('lineage-summary').textContent")
+        assert "Giá trị" in summary
+        await page.evaluate("document.getElementById('lineage-close').click()")
+        await page.wait_for("document.getElementById('lineage').hidden")
+    # the camera offline tile lists the status report that put it there, with its key
+    await page.evaluate(
+        "document.querySelector('.tiles [data-metric=\"devices.camera.offline\"]').click()"
+    )
+    await page.wait_for(
+        "document.querySelectorAll('#lineage-items li[data-position]').length === 1"
+    )
+    text = await page.evaluate("document.getElementById('lineage-items').textContent")
+    assert camera in text
+    assert integration.name in text
+    await page.evaluate("document.dispatchEvent(new KeyboardEvent('keydown', {key: 'Escape'}))")
+    await page.wait_for("document.getElementById('lineage').hidden")

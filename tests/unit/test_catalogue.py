@@ -43,11 +43,12 @@ CONTRACT: dict[str, tuple[str, set[str], set[str]]] = {
     "dossier.received": (
         "dossier",
         {"procedure_code", "level", "channel", "agency", "unit", "due_at"},
-        {"procedure_name"},
+        {"procedure_name", "digitised", "fee"},
     ),
     "dossier.supplement_requested": ("dossier", set(), {"reason"}),
-    "dossier.completed": ("dossier", {"result"}, set()),
+    "dossier.completed": ("dossier", {"result"}, {"e_result", "paid_online"}),
     "dossier.withdrawn": ("dossier", set(), {"reason"}),
+    "dossier.rated": ("dossier", {"rating"}, set()),
     "kpi.defined": (
         "indicator",
         {"name", "measure", "owner", "pillar", "direction", "target", "deadline"},
@@ -83,6 +84,7 @@ ENUMS: list[tuple[str, str, tuple[str, ...]]] = [
     ("dossier.received", "level", ("full_online", "partial_online", "offline")),
     ("dossier.received", "channel", ("online", "counter", "postal")),
     ("dossier.completed", "result", ("approved", "refused")),
+    ("dossier.rated", "rating", ("very_satisfied", "satisfied", "dissatisfied")),
     (
         "kpi.defined",
         "pillar",
@@ -143,10 +145,13 @@ VALID: dict[str, dict[str, Any]] = {
         "agency": "SNV",
         "unit": "MS-D01-C01",
         "due_at": "2026-11-27T17:00:00+07:00",
+        "digitised": True,
+        "fee": False,
     },
     "dossier.supplement_requested": {"reason": "thiếu giấy tờ"},
-    "dossier.completed": {"result": "refused"},
+    "dossier.completed": {"result": "refused", "e_result": False, "paid_online": True},
     "dossier.withdrawn": {"reason": "rút"},
+    "dossier.rated": {"rating": "very_satisfied"},
     "kpi.defined": {
         "name": "Tỷ lệ",
         "measure": "%",
@@ -331,6 +336,25 @@ def test_whole_float_is_accepted_as_integer() -> None:
     clean = validate_data(kind("radio.cluster.fault"), data, REFS)
     assert clean["cluster"] == 3
     assert isinstance(clean["cluster"], int)
+
+
+@pytest.mark.parametrize(
+    ("event_type", "field"),
+    [
+        ("dossier.received", "digitised"),
+        ("dossier.received", "fee"),
+        ("dossier.completed", "e_result"),
+        ("dossier.completed", "paid_online"),
+    ],
+)
+@pytest.mark.parametrize("value", [0, 1, "true", "yes", [True]])
+def test_flags_must_be_json_booleans(event_type: str, field: str, value: Any) -> None:
+    error = invalid(event_type, **{field: value})
+    assert (error.code, error.pointer, error.detail) == (
+        "invalid_data",
+        f"/data/{field}",
+        "must be true or false",
+    )
 
 
 @pytest.mark.parametrize("value", ["80", True, [80], {"v": 80}])

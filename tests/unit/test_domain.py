@@ -479,6 +479,55 @@ def test_withdrawn_dossier_is_closed() -> None:
     assert dos.closed_time is not None
 
 
+def test_the_service_index_facts_travel_with_reception_and_completion() -> None:
+    dos = apply(
+        None,
+        "dossier.received",
+        "DOS-2",
+        {
+            "procedure_code": "1.0001",
+            "level": "partial_online",
+            "channel": "counter",
+            "agency": "SNV",
+            "unit": "U1",
+            "due_at": "2026-11-25T17:00:00+07:00",
+            "digitised": True,
+            "fee": False,
+        },
+    )
+    apply(dos, "dossier.completed", "DOS-2", {"result": "approved", "e_result": True}, 5)
+    received, completed = dos.collect_events()
+    assert (received.digitised, received.fee) == (True, False)
+    assert (completed.e_result, completed.paid_online) == (True, None)
+    # a dossier without them (as stored before the fields existed) says None
+    plain = dossier()
+    apply(plain, "dossier.completed", "DOS-1", {"result": "approved"}, 5)
+    received, completed = plain.collect_events()
+    assert (received.digitised, received.fee, completed.e_result) == (None, None, None)
+
+
+def test_a_completed_dossier_is_rated_once() -> None:
+    dos = dossier()
+    apply(dos, "dossier.completed", "DOS-1", {"result": "approved"}, 10)
+    apply(dos, "dossier.rated", "DOS-1", {"rating": "satisfied"}, 20)
+    assert dos.rating == "satisfied"
+    assert type(dos.pending_events[-1]).__name__ == "Rated"
+    error = rejected(dos, "dossier.rated", "DOS-1", {"rating": "dissatisfied"}, 30)
+    assert (error.code, error.pointer) == ("invalid_transition", "/type")
+    assert "already rated" in error.detail
+    assert replay(dos).rating == "satisfied"
+
+
+@pytest.mark.parametrize("closing", [None, "dossier.withdrawn"])
+def test_only_a_completed_dossier_is_rated(closing: str | None) -> None:
+    dos = dossier()
+    if closing is not None:
+        apply(dos, closing, "DOS-1", {}, 10)
+    error = rejected(dos, "dossier.rated", "DOS-1", {"rating": "very_satisfied"}, 20)
+    assert (error.code, error.pointer) == ("invalid_transition", "/type")
+    assert "only a completed dossier is rated" in error.detail
+
+
 # --- indicators -------------------------------------------------------------------------
 
 

@@ -95,6 +95,30 @@ def test_most_dossiers_are_online_and_completed_on_time(week):
     assert 0 < len(withdrawn) < 0.03 * len(received)
 
 
+def test_the_service_index_facts_come_at_realistic_rates(week):
+    """Digitised intake, fees paid online, electronic results and ratings, as shares of
+    the dossiers they concern (docs: a demo province near 70-90 points)."""
+    received = of(week, "dossier.received")
+    by_code = {e["subject"]: e["data"] for e in received}
+    digitised = sum(e["data"]["digitised"] for e in received) / len(received)
+    assert 0.82 <= digitised <= 0.95
+    completed = of(week, "dossier.completed")
+    e_result = sum(e["data"]["e_result"] for e in completed) / len(completed)
+    assert 0.6 <= e_result <= 0.8
+    with_fee = [e for e in completed if by_code[e["subject"]]["fee"]]
+    assert 0.2 * len(completed) <= len(with_fee) <= 0.8 * len(completed)
+    paid = sum(e["data"]["paid_online"] for e in with_fee) / len(with_fee)
+    assert 0.35 <= paid <= 0.7
+    assert not any(e["data"]["paid_online"] for e in completed if not by_code[e["subject"]]["fee"])
+    rated = of(week, "dossier.rated")
+    closed_at = {e["subject"]: at(e) for e in completed}
+    assert all(at(e) > closed_at[e["subject"]] for e in rated)  # after, and only once
+    assert len({e["subject"] for e in rated}) == len(rated)
+    assert 0.25 * len(completed) <= len(rated) <= 0.4 * len(completed)
+    satisfied = sum(e["data"]["rating"] != "dissatisfied" for e in rated) / len(rated)
+    assert 0.85 <= satisfied <= 0.95
+
+
 def test_dossiers_follow_office_hours_and_working_days(week):
     received = of(week, "dossier.received")
     by_day = Counter(at(e).date() for e in received)

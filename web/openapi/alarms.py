@@ -8,6 +8,7 @@ from ops_center.alarms.rules.observe import CAUSES
 from ops_center.domain.alarm import SEVERITIES, STATES
 from projections.read.alarms import STATE_FILTERS
 from web.openapi.building import BBOX, JSON_TYPE, REBUILDING, json_body, param, problem, ref
+from web.openapi.building import TIME_PARAM as _TIME_PARAM
 from web.params import MAX_PAGE
 
 _ID = {
@@ -23,6 +24,15 @@ _POSITION = {
     "type": "integer",
     "minimum": 0,
     "description": "the last event-log position the alarms projection has applied",
+}
+_COUNT = {"type": "integer", "minimum": 0}
+_SECONDS = {"type": ["number", "null"], "minimum": 0}
+_PERCENTILES = {
+    "type": "object",
+    "required": ["median", "p90"],
+    "additionalProperties": False,
+    "properties": {"median": _SECONDS, "p90": _SECONDS},
+    "description": "interpolated; null when none",
 }
 _ERRORS = {
     "401": problem("no key, or an unknown or revoked key"),
@@ -108,7 +118,7 @@ ALARM_SCHEMAS: Final[dict[str, Any]] = {
             ref("Alarm"),
             {
                 "type": "object",
-                "required": ["position", "history", "occurrences"],
+                "required": ["position", "history", "periods", "occurrences"],
                 "properties": {
                     "position": _POSITION,
                     "history": {
@@ -132,6 +142,21 @@ ALARM_SCHEMAS: Final[dict[str, Any]] = {
                             },
                         },
                     },
+                    "periods": {
+                        "type": "array",
+                        "description": "how long the alarm was active, then acknowledged "
+                        "(oldest first; `to` null while it lasts)",
+                        "items": {
+                            "type": "object",
+                            "required": ["state", "from", "to"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "state": {"enum": ["active", "acknowledged"]},
+                                "from": _TIME,
+                                "to": {"type": ["string", "null"], "format": "date-time"},
+                            },
+                        },
+                    },
                     "occurrences": {
                         "type": "array",
                         "description": "every alarm of the same cause on the same subject "
@@ -150,6 +175,52 @@ ALARM_SCHEMAS: Final[dict[str, Any]] = {
                 },
             },
         ]
+    },
+    "AlarmStats": {
+        "type": "object",
+        "required": ["from", "to", "position", "items"],
+        "additionalProperties": False,
+        "properties": {
+            "from": _TIME,
+            "to": _TIME,
+            "position": _POSITION,
+            "items": {
+                "type": "array",
+                "description": "per cause and unit of the alarms raised in [from, to), "
+                "judged at `to` or now, whichever is earlier",
+                "items": {
+                    "type": "object",
+                    "required": [
+                        "cause",
+                        "unit",
+                        "raised",
+                        "acknowledged",
+                        "resolved_by_operator",
+                        "resolved_by_itself",
+                        "seconds_to_acknowledge",
+                        "seconds_to_resolve",
+                        "active_seconds",
+                    ],
+                    "additionalProperties": False,
+                    "properties": {
+                        "cause": {"enum": list(CAUSES)},
+                        "unit": _NULLABLE_TEXT,
+                        "raised": _COUNT,
+                        "acknowledged": _COUNT,
+                        "resolved_by_operator": _COUNT,
+                        "resolved_by_itself": _COUNT,
+                        "seconds_to_acknowledge": _PERCENTILES,
+                        "seconds_to_resolve": _PERCENTILES,
+                        "active_seconds": {
+                            "type": "number",
+                            "minimum": 0,
+                            "description": "seconds open (active or acknowledged), an "
+                            "alarm still open counting up to `to` or now",
+                        },
+                    },
+                },
+            },
+        },
     },
     "AlarmAction": {
         "type": "object",
@@ -218,9 +289,26 @@ ALARM_PATHS: Final[dict[str, Any]] = {
             },
         }
     },
+    "/api/v1/alarms/stats": {
+        "get": {
+            "summary": "How long the alarms raised in [from, to) stayed open, per cause and unit",
+            "tags": ["alarms"],
+            "parameters": [
+                param("from", "start (inclusive)", _TIME_PARAM, required=True),
+                param("to", "end (exclusive)", _TIME_PARAM, required=True),
+                param("cause", "the rule that raised it", {"enum": list(CAUSES)}),
+                param("unit", "a unit code; includes its descendants", {"type": "string"}),
+            ],
+            "responses": {
+                "200": json_body(ref("AlarmStats"), "statistics"),
+                "400": problem("a bad parameter (`invalid_params` names it)"),
+                **_ERRORS,
+            },
+        }
+    },
     "/api/v1/alarms/{id}": {
         "get": {
-            "summary": "One alarm with its full history",
+            "summary": "One alarm with its full history and its periods",
             "tags": ["alarms"],
             "parameters": [_ID],
             "responses": {

@@ -22,6 +22,7 @@ from web.openapi.building import (
     problem,
     ref,
 )
+from web.openapi.index import INDEX_PATHS
 from web.openapi.reports import REPORT_PATHS
 
 _INGEST = {
@@ -128,6 +129,7 @@ PATHS: Final[dict[str, Any]] = {
         "OverdueList",
         [param("agency", "an agency code", {"type": "string"}), UNIT, LIMIT, OFFSET],
     ),
+    **INDEX_PATHS,
     "/api/v1/kpis": get(
         "Indicators with latest value, target and status",
         "KpiList",

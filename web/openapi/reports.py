@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from ops_center.ingest.catalogue import RATINGS, REPORT_CATEGORIES, REPORT_CHANNELS
+from ops_center.ingest.catalogue import REPORT_CATEGORIES, REPORT_CHANNELS, REPORT_RATINGS
 from projections.read.reports import STATE_FILTERS
 from web.openapi.building import (
     BBOX,
@@ -61,7 +61,7 @@ _REPORT_PROPERTIES: Final[dict[str, Any]] = {
         "type": ["boolean", "null"],
         "description": "resolved at or before the due time in effect (null unless resolved)",
     },
-    "rating": {"enum": [*RATINGS, None]},
+    "rating": {"enum": [*REPORT_RATINGS, None]},
     "lat": {"type": ["number", "null"]},
     "lon": {"type": ["number", "null"]},
     "located_by": LOCATED_BY,

@@ -19,6 +19,7 @@ from web.openapi.building import (
     counts,
     ref,
 )
+from web.openapi.index import INDEX_SCHEMAS
 from web.openapi.reports import REPORT_SCHEMAS
 
 SCHEMAS: Final[dict[str, Any]] = {
@@ -349,4 +350,5 @@ SCHEMAS: Final[dict[str, Any]] = {
     },
     **ALARM_SCHEMAS,
     **REPORT_SCHEMAS,
+    **INDEX_SCHEMAS,
 }

@@ -298,7 +298,7 @@
       app.positions[name] = frame.position;
       interrupted = false;
       if (newEpoch || wasInterrupted || !routine) showResync();
-      else settle();
+      else if (app.connection !== "resync") settle(); // a resync shown stays its 1.5 s
       changed(name);
     } else if (frame.op === "delta") {
       app.awaiting[name] = false;
@@ -406,7 +406,7 @@
   function renderOverview() {
     const data = app.states.overview;
     if (!data) return;
-    for (const node of document.querySelectorAll("[data-metric]")) {
+    for (const node of document.querySelectorAll(".tiles [data-metric]")) {
       const path = node.dataset.metric;
       const value = valueAt(data, path);
       node.textContent = path.endsWith("_rate") ? I.percent(value) : I.number(value);
@@ -580,6 +580,162 @@
       completed: I.number(totals.completed ? totals.completed.total : null),
       online: I.percent(totals.online_share),
     });
+  }
+
+  /** The service index of the scope this month and its three lowest agencies (carried by
+   * the services topic, streams/sources.py). */
+  function renderIndex() {
+    const data = app.states.services;
+    if (!data || !data.index) return;
+    const index = data.index;
+    $("index-period").textContent = I.t("index.period", { month: index.period });
+    const total = document.querySelector('.index [data-metric="services.index.total"]');
+    showFigure(total, index.total);
+    for (const [name, group] of Object.entries(index.groups || {})) {
+      const row = document.querySelector(`.index-groups [data-group="${name}"]`);
+      if (!row) continue;
+      showFigure(row.querySelector("[data-metric]"), group.score);
+      const share = group.max ? group.score / group.max : 0;
+      const bar = row.querySelector(".gbar span");
+      bar.style.width = Math.round(share * 100) + "%";
+      bar.className = share >= 0.85 ? "" : share >= 0.6 ? "warn" : "bad";
+      row.title = group.parts
+        .map((p) => `${p.name}: ${I.number(p.score)}/${p.max} (${p.no_data ? I.t("index.noData") : `${I.number(p.numerator)}/${I.number(p.denominator)}`})`)
+        .join("\n");
+    }
+    const box = $("index-lowest");
+    box.replaceChildren();
+    const lowest = data.lowest_agencies || [];
+    if (!lowest.length) box.append(el("li", "empty", I.t("index.none")));
+    for (const item of lowest) {
+      const row = el("li");
+      row.dataset.agency = item.code;
+      row.append(el("span", "", ownerName(item.code) || item.name));
+      const figure = el("b");
+      figure.dataset.metric = "services.index.total";
+      figure.dataset.agency = item.code;
+      figure.tabIndex = 0;
+      showFigure(figure, item.total);
+      row.append(figure);
+      box.append(row);
+    }
+  }
+
+  function showFigure(node, value) {
+    if (!node) return;
+    node.textContent = I.number(value);
+    node.dataset.value = JSON.stringify(value === undefined ? null : value);
+  }
+
+  // -- lineage: where a figure comes from (GET /api/v1/lineage) ------------------------
+
+  const LINEAGE_PAGE = 50;
+  const lineage = { request: null, items: [], next: null, body: null };
+
+  /** The lineage request of a figure on the page: its path and its query's filters. */
+  function lineageRequest(node) {
+    const metric = node.dataset.metric;
+    const params = {};
+    let figure = metric;
+    if (node.closest(".tiles")) {
+      figure = "overview." + metric;
+      if (app.scope) params.unit = app.scope;
+    } else if (metric.startsWith("services.index")) {
+      const index = app.states.services && app.states.services.index;
+      if (index) params.period = index.period;
+      if (app.scope) params.unit = app.scope;
+      if (node.dataset.agency) params.agency = node.dataset.agency;
+    }
+    return { figure, params };
+  }
+
+  function figureLabel(node) {
+    const tile = node.closest("[data-tile]");
+    if (tile) {
+      const title = tile.querySelector("h2").textContent;
+      const side = node.parentElement && node.parentElement.querySelector("[data-i18n]");
+      return side && node.parentElement !== tile ? `${title} – ${side.textContent}` : title;
+    }
+    const group = node.closest("[data-group]");
+    if (group) return group.firstElementChild.textContent;
+    if (node.dataset.agency) return `${I.t("panel.index")} – ${ownerName(node.dataset.agency)}`;
+    if (node.closest(".index")) return I.t("panel.index");
+    const kpi = node.closest("[data-kpi]");
+    if (kpi) return kpi.querySelector(".kpi-name").textContent;
+    return node.dataset.metric;
+  }
+
+  async function openLineage(node) {
+    const request = lineageRequest(node);
+    lineage.request = request;
+    lineage.items = [];
+    lineage.next = null;
+    lineage.body = null;
+    $("lineage-title").textContent = I.t("lineage.title", { figure: figureLabel(node) });
+    $("lineage-summary").textContent = "";
+    $("lineage-items").replaceChildren();
+    $("lineage-more").hidden = true;
+    $("lineage").hidden = false;
+    $("lineage-close").focus();
+    await loadLineage();
+  }
+
+  async function loadLineage() {
+    const request = lineage.request;
+    if (!request) return;
+    const query = new URLSearchParams(Object.assign({ figure: request.figure, limit: LINEAGE_PAGE }, request.params));
+    if (lineage.next !== null) query.set("after", lineage.next);
+    let body;
+    try {
+      body = await getJson("/api/v1/lineage?" + query.toString());
+    } catch (error) {
+      if (lineage.request === request) {
+        $("lineage-summary").textContent = I.t("lineage.failed", { detail: error.status || I.t("conn.offline") });
+      }
+      return;
+    }
+    if (lineage.request !== request) return; // another figure was opened meanwhile
+    lineage.body = body;
+    lineage.items = lineage.items.concat(body.items);
+    lineage.next = body.next;
+    renderLineage();
+  }
+
+  function renderLineage() {
+    const body = lineage.body;
+    if (!body) return;
+    const value = typeof body.value === "number" && lineage.request.figure.endsWith("_rate") ? I.percent(body.value) : I.number(body.value);
+    $("lineage-summary").textContent = I.t("lineage.summary", {
+      value,
+      position: I.number(body.position),
+      count: I.number(lineage.items.length) + (lineage.next !== null ? "+" : ""),
+    });
+    const box = $("lineage-items");
+    box.replaceChildren();
+    if (!lineage.items.length) box.append(el("li", "empty", I.t("lineage.none")));
+    for (const item of lineage.items) {
+      const row = el("li");
+      row.dataset.position = item.position;
+      row.dataset.id = item.id || "";
+      row.append(el("span", "ltime", item.time ? `${I.date(item.time)} ${I.time(item.time)}` : "–"));
+      const key = "event." + item.type;
+      const what = I.has(key) ? I.t(key, { value: "", cluster: "", period: "" }).replace(/[:(]\s*\)?\s*$/, "").trim() : item.type;
+      row.append(el("span", "ltype", `${what} · ${item.subject}`));
+      row.append(el("span", "lsource", [item.source, item.id].filter(Boolean).join(" · ")));
+      const extra = el("span", "lkey", item.key ? I.t("lineage.key", { key: item.key }) : "");
+      if (item.time && item.received_at) {
+        const hours = (new Date(item.received_at).getTime() - new Date(item.time).getTime()) / 3600000;
+        if (hours > 24) extra.append(el("span", "late", " " + I.t("lineage.late", { hours: I.number(Math.round(hours)) })));
+      }
+      row.append(extra);
+      box.append(row);
+    }
+    $("lineage-more").hidden = lineage.next === null;
+  }
+
+  function closeLineage() {
+    lineage.request = null;
+    $("lineage").hidden = true;
   }
 
   function niceStep(max) {
@@ -805,6 +961,9 @@
       const figures = el("div", "kpi-figures");
       figures.append(el("div", "kpi-value", kpi.latest ? measured(kpi.latest.value, kpi.measure) : I.t("kpis.noValue")));
       const value = figures.firstChild;
+      value.dataset.metric = `kpis.${kpi.code}.value`;
+      value.dataset.value = JSON.stringify(kpi.latest ? kpi.latest.value : null);
+      value.tabIndex = 0;
       value.prepend(el("span", "chip " + kpi.status, I.t("status." + kpi.status)));
       figures.append(el("div", "kpi-target", I.t("kpis.target", { target: measured(kpi.target, kpi.measure) })));
       row.append(text, sparkline(kpi), figures);
@@ -886,6 +1045,7 @@
     else if (item.type === "radio.cluster.fault") value = labelOf("value.", data.fault);
     else if (item.type === "camera.alert") value = labelOf("value.", data.category);
     else if (item.type === "dossier.completed") value = labelOf("value.", data.result);
+    else if (item.type === "dossier.rated") value = labelOf("value.", data.rating);
     else if (item.type === "kpi.reported") value = I.number(data.value);
     else if (item.type === "kpi.target_revised") value = I.number(data.target);
     else if (item.type === "report.rated") value = labelOf("value.", data.rating);
@@ -1178,7 +1338,10 @@
       renderMap();
     },
     alarms: renderAlarms,
-    services: renderServices,
+    services: () => {
+      renderServices();
+      renderIndex();
+    },
     kpis: renderKpis,
     feed: renderFeed,
     reports: () => {
@@ -1204,6 +1367,7 @@
     const auth = $("auth");
     if (!auth.hidden) $("auth-message").textContent = I.t("auth." + auth.dataset.reason);
     renderAll();
+    if (!$("lineage").hidden) renderLineage();
   }
 
   function renderProvince() {
@@ -1339,6 +1503,23 @@
       applyTexts();
     });
     $("scope").addEventListener("change", (event) => changeScope(event.target.value));
+    // every figure opens where it comes from
+    document.addEventListener("click", (event) => {
+      const node = event.target.closest("[data-metric]");
+      if (node && $("lineage").hidden) openLineage(node);
+    });
+    document.addEventListener("keydown", (event) => {
+      if (event.key === "Escape" && !$("lineage").hidden) closeLineage();
+      if (event.key === "Enter" && event.target.closest && event.target.closest("[data-metric]")) {
+        openLineage(event.target.closest("[data-metric]"));
+      }
+    });
+    $("lineage-close").addEventListener("click", closeLineage);
+    $("lineage").addEventListener("click", (event) => {
+      if (event.target === $("lineage")) closeLineage();
+    });
+    $("lineage-more").addEventListener("click", () => loadLineage());
+    for (const node of document.querySelectorAll("[data-metric]")) node.tabIndex = 0;
     $("auth-form").addEventListener("submit", (event) => {
       event.preventDefault();
       const value = $("auth-token").value.trim();
@@ -1383,6 +1564,10 @@
     },
     get positions() {
       return app.positions;
+    },
+    /** The lineage shown: the request and the items loaded so far. */
+    get lineage() {
+      return { request: lineage.request, items: lineage.items, next: lineage.next };
     },
     /** Frames received by op and topic (snapshots, deltas). */
     get counts() {
