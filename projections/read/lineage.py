@@ -45,8 +45,17 @@ from projections.read.common import (
 )
 from projections.read.kpis import kpi_status_of, scoped_kpis
 from projections.read.overview import overview
+from projections.read.reports import report_figures
 from projections.read.services import units_present
 
+#: The overview's figures of the citizens' reports (`report_figures` says how each counts).
+REPORT_FIGURES: Final = (
+    "received_today",
+    "open",
+    "overdue",
+    "resolved_today",
+    "satisfaction_rate",
+)
 #: The overview's figures, by their path without the ``overview.`` prefix.
 OVERVIEW_FIGURES: Final = (
     *(f"devices.camera.{s}" for s in CAMERA_STATUSES),
@@ -60,6 +69,7 @@ OVERVIEW_FIGURES: Final = (
     "kpis.on_track",
     "kpis.off_track",
     "alarms.active",
+    *(f"reports.{f}" for f in REPORT_FIGURES),
 )
 #: The fields of an indicator that have a lineage.
 KPI_FIELDS: Final = ("value", "target")
@@ -327,6 +337,14 @@ async def _overview_page(
                     f"WHERE unit = ANY({u}::text[]) AND closed_at >= {s} AND closed_at < {e} "
                     "AND closed_position <= $1 AND state = 'completed'"
                 )
+    elif section == "reports":
+        condition, column = report_figures(query, clock, position, at="$1", only=name)[name]
+        if scope.units is not None:
+            in_scope = f"AND r.unit = ANY({query.arg(list(scope.units))}::text[])"
+        sql = (
+            f"SELECT r.code AS subject, {column} AS position FROM rm_reports r "
+            f"WHERE {condition} {in_scope}"
+        )
     else:  # alarms.active
         if scope.units is not None:
             in_scope = f"AND unit = ANY({query.arg(list(scope.units))}::text[])"

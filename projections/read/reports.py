@@ -377,31 +377,80 @@ _DUE_AT_POSITION: Final = """CASE WHEN r.assigned_position IS NULL THEN NULL
           ORDER BY h.time DESC, h.position DESC LIMIT 1) END"""
 
 
+def report_figures(
+    query: Query,
+    clock: datetime,
+    position: int | None,
+    *,
+    at: str | None = None,
+    only: str | None = None,
+) -> dict[str, tuple[str, str]]:
+    """The overview's report figures as SQL over ``rm_reports r``: by figure, the condition
+    of a report counted in it (its placeholders added to `query`, only those it uses; `at`:
+    a placeholder the query already has for `position`; `only`: that one figure) and the
+    column of the position that put it there (`lineage` lists them, `report_counts` counts
+    them)."""
+    start, end = local_day(clock)
+    values: dict[str, object] = {"s": start, "e": end, "c": clock, "w": clock - SATISFACTION_WINDOW}
+    if position is not None:
+        values["p"] = position
+    placeholders: dict[str, str] = {} if at is None else {"p": at}
+
+    def arg(name: str) -> str:
+        if name not in placeholders:
+            placeholders[name] = query.arg(values[name])
+        return placeholders[name]
+
+    def received() -> str:
+        base = f"r.received_at >= {arg('s')} AND r.received_at < {arg('e')}"
+        return base if position is None else f"{base} AND r.received_position <= {arg('p')}"
+
+    def open_() -> str:
+        if position is None:
+            return "r.state IN ('new', 'assigned')"
+        return f"r.open_positions @> {arg('p')}::int8"
+
+    def overdue() -> str:
+        if position is None:
+            return f"r.state = 'assigned' AND r.due_at < {arg('c')}"
+        return f"{open_()} AND ({_DUE_AT_POSITION.format(p=arg('p'))}) < {arg('c')}"
+
+    def resolved() -> str:
+        base = f"r.state = 'resolved' AND r.closed_at >= {arg('s')} AND r.closed_at < {arg('e')}"
+        return base if position is None else f"{base} AND r.closed_position <= {arg('p')}"
+
+    def rated() -> str:
+        base = f"r.rated_at > {arg('w')} AND r.rated_at <= {arg('c')}"
+        return base if position is None else f"{base} AND r.rated_position <= {arg('p')}"
+
+    figures = {
+        "received_today": (received, "r.received_position"),
+        "open": (open_, "r.received_position"),
+        "overdue": (overdue, "coalesce(r.assigned_position, r.received_position)"),
+        "resolved_today": (resolved, "r.closed_position"),
+        "satisfaction_rate": (rated, "r.rated_position"),
+    }
+    return {
+        name: (condition(), column)
+        for name, (condition, column) in figures.items()
+        if only is None or name == only
+    }
+
+
 async def report_counts(
     conn: Connection, units: Collection[str] | None, clock: datetime, position: int | None
 ) -> dict[str, Any]:
     """The overview's ``reports``: received and resolved today, open, overdue at `clock`,
     and the satisfaction rate of the ratings of the last 30 days (null when none); now,
     or as the log stood at `position`."""
-    start, end = local_day(clock)
-    query = Query(start, end, clock, clock - SATISFACTION_WINDOW)
+    query = Query()
+    figures = report_figures(query, clock, position)
     scoped = "" if units is None else f"AND r.unit = ANY({query.arg(sorted(units))}::text[])"
-    if position is None:
-        open_ = "r.state IN ('new', 'assigned')"
-        received = "r.received_at >= $1 AND r.received_at < $2"
-        resolved = "r.state = 'resolved' AND r.closed_at >= $1 AND r.closed_at < $2"
-        overdue = "r.state = 'assigned' AND r.due_at < $3"
-        rated = "r.rated_at > $4 AND r.rated_at <= $3"
-    else:
-        p = query.arg(position)
-        open_ = f"r.open_positions @> {p}::int8"
-        received = f"r.received_at >= $1 AND r.received_at < $2 AND r.received_position <= {p}"
-        resolved = (
-            f"r.state = 'resolved' AND r.closed_at >= $1 AND r.closed_at < $2 "
-            f"AND r.closed_position <= {p}"
-        )
-        overdue = f"{open_} AND ({_DUE_AT_POSITION.format(p=p)}) < $3"
-        rated = f"r.rated_at > $4 AND r.rated_at <= $3 AND r.rated_position <= {p}"
+    received = figures["received_today"][0]
+    open_ = figures["open"][0]
+    overdue = figures["overdue"][0]
+    resolved = figures["resolved_today"][0]
+    rated = figures["satisfaction_rate"][0]
     row = await conn.fetchrow(
         f"""SELECT
           (SELECT count(*) FROM rm_reports r WHERE {received} {scoped}) AS received,

@@ -378,3 +378,40 @@ async def test_lineage_names_a_bad_parameter(api: Any, query: str, parameter: st
     assert_problem(reply, 400, parameter)
     if parameter == "figure" and "figure=" in query:
         assert query.split("figure=")[1].split("&")[0] in reply.body["detail"]
+
+
+async def test_lineage_of_report_figures(api: Any, admin: Any, ce: Any) -> None:
+    now = datetime.now(TZ)
+
+    def ago(minutes: float) -> str:
+        return (now - timedelta(minutes=minutes)).isoformat()
+
+    fields = {"category": "traffic", "title": "ổ gà", "unit": C1, "channel": "app"}
+    late, fresh, done = (ce.code("report.received") for _ in range(3))
+    events = [
+        ce.event("report.received", late, time=ago(30), **fields),
+        ce.event("report.received", fresh, time=ago(20), **fields),
+        ce.event("report.received", done, time=ago(10), **fields),
+        ce.event("report.assigned", late, time=ago(25), agency=A, due_at=ago(5)),
+        ce.event("report.resolved", done, time=ago(1), result="đã xử lý"),
+    ]
+    positions = dict(zip((e["id"] for e in events), await send(api, *events), strict=True))
+    received = {e["subject"]: positions[e["id"]] for e in events[:3]}
+
+    open_ = await lineage(api, "figure=overview.reports.open")
+    assert open_["value"] == 2
+    assert sorted((i["subject"], i["position"]) for i in open_["items"]) == sorted(
+        [(late, received[late]), (fresh, received[fresh])]
+    )
+    overdue = await lineage(api, "figure=overview.reports.overdue")
+    assert overdue["value"] == 1
+    assert [(i["subject"], i["position"]) for i in overdue["items"]] == [
+        (late, positions[events[3]["id"]])
+    ]
+    resolved = await lineage(api, "figure=overview.reports.resolved_today")
+    assert [(i["subject"], i["type"]) for i in resolved["items"]] == [(done, "report.resolved")]
+    # the figure equals the overview's
+    overview = (await api.get("/api/v1/overview")).body["reports"]
+    assert (overview["open"], overview["overdue"]) == (open_["value"], overdue["value"])
+    elsewhere = await lineage(api, f"figure=overview.reports.open&unit={C2}")
+    assert (elsewhere["value"], elsewhere["items"]) == (0, [])

@@ -50,7 +50,7 @@ METRICS = (
 #: The tiles' values as the page holds them (JSON in ``data-value``) and their texts.
 READ_TILES = """(() => {
   const out = {};
-  for (const node of document.querySelectorAll('.tiles [data-metric]')) {
+  for (const node of document.querySelectorAll('.tiles [data-metric], .rfigures [data-metric]')) {
     out[node.dataset.metric] = {value: node.dataset.value, text: node.textContent};
   }
   return out;
@@ -720,10 +720,11 @@ async def test_every_figure_opens_where_it_comes_from(
         '  const agency = n.dataset.agency ? `[data-agency="${n.dataset.agency}"]` '
         "    : ':not([data-agency])';"
         '  const metric = `[data-metric="${n.dataset.metric}"]`;'
+        "  const overview = box.classList.contains('tiles') || n.closest('.rfigures') !== null;"
         "  return [`.${[...box.classList].join('.')} ${metric}${agency}`,"
-        "    n.dataset.metric, box.classList.contains('tiles'), n.dataset.agency || null]; })"
+        "    n.dataset.metric, overview, n.dataset.agency || null]; })"
     )
-    assert len(figures) >= 14 + 6 + 2 + 1
+    assert len(figures) >= 14 + 5 + 6 + 2 + 1  # tiles, reports, index, lowest, a KPI
     assert len({selector for selector, *_ in figures}) == len(figures)
     for selector, metric, tile, agency in figures:
         await page.evaluate(f"document.querySelector({orjson.dumps(selector).decode()}).click()")

@@ -21,7 +21,8 @@ import pytest
 from ops_center.province.calendar import TZ
 from ops_center.province.profile import load_profile
 from ops_center.store.application import OpsCenter
-from ops_center.tools.testing import Events, submissions
+from ops_center.tools.simulator.recording import submissions
+from ops_center.tools.testing import Events
 from projections.projection import Connection, ensure_schema, reset, step
 from projections.read import service_index as index_read
 from projections.registry import create_projections

@@ -406,7 +406,7 @@
   function renderOverview() {
     const data = app.states.overview;
     if (!data) return;
-    for (const node of document.querySelectorAll(".tiles [data-metric]")) {
+    for (const node of document.querySelectorAll(".tiles [data-metric], .rfigures [data-metric]")) {
       const path = node.dataset.metric;
       const value = valueAt(data, path);
       node.textContent = path.endsWith("_rate") ? I.percent(value) : I.number(value);
@@ -637,7 +637,7 @@
     const metric = node.dataset.metric;
     const params = {};
     let figure = metric;
-    if (node.closest(".tiles")) {
+    if (node.closest(".tiles") || node.closest(".rfigures")) {
       figure = "overview." + metric;
       if (app.scope) params.unit = app.scope;
     } else if (metric.startsWith("services.index")) {
