@@ -7,6 +7,8 @@ figures of a run this small, on a busy test machine, mean nothing.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -26,6 +28,7 @@ TINY = [
     "--naive-events", "200",
     "--cameras", "120",
     "--stations", "30",
+    "--wrk-requests", "0",
 ]  # fmt: skip
 
 
@@ -42,7 +45,8 @@ def test_tiny_run_accepts_every_event_and_reports_every_figure(
     database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "bench.json"
-    code = _bench([*TINY, "--json", str(out)], database_url)
+    # the one-process server (the pipeline inside it): the only one with writer counters
+    code = _bench([*TINY, "--workers", "0", "--json", str(out)], database_url)
     assert code == 0
 
     results = json.loads(out.read_text())
@@ -74,6 +78,8 @@ def test_tiny_run_accepts_every_event_and_reports_every_figure(
     ):
         assert figure > 0
     assert single["latency"]["p50_ms"] <= single["latency"]["p99_ms"]
+    assert batched["cpu"]["roles"].keys() == {"server"}
+    assert batched["cpu"]["roles"]["server"] > 0
     assert batched["writer"]["events"] == 2000
     assert batched["writer"]["transactions"] >= 2  # 2,000 events, at most 1,000 per commit
     assert [b["name"] for b in results["budgets"]] == [
@@ -93,6 +99,52 @@ def test_tiny_run_accepts_every_event_and_reports_every_figure(
             "SELECT 1 FROM pg_database WHERE datname = %s", (setup["scratch_database"],)
         ).fetchone()
     assert left is None, "the scratch database is dropped at the end"
+
+
+@pytest.mark.timeout(300)
+def test_a_node_with_workers_reports_each_process_role(
+    database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "bench.json"
+    if shutil.which("wrk") is None and os.environ.get("CI"):
+        pytest.fail("wrk is not installed (.ci/run installs Debian's wrk)")
+    with_wrk = shutil.which("wrk") is not None
+    argv = [*TINY, "--workers", "2", "--json", str(out)]
+    assert _bench([*argv, "--wrk-requests", "1000" if with_wrk else "0"], database_url) == 0
+
+    results = json.loads(out.read_text())
+    assert results["options"]["workers"] == 2
+    for phase in ("batched", "single"):
+        measured = results[phase]
+        roles = measured["cpu"]["roles"]
+        assert roles.keys() == {"http", "pipeline", "supervisor"}, roles
+        # the HTTP processes answered, the pipeline applied the events before the reading
+        assert roles["http"] > 0, roles
+        assert roles["pipeline"] > 0, roles
+        assert measured["cpu"]["server"] == pytest.approx(sum(roles.values()))
+        assert measured["catch_up_seconds"] >= 0
+        assert measured["writer"] is None
+    setup = results["setup"]
+    assert setup["stored_events"] == setup["stored_receipts"]
+    wrk = results["wrk"]
+    if with_wrk:
+        # the C client's cross-check: every answer a 200, each event stored once
+        assert wrk["report"]["errors"] == 0
+        assert 0 < wrk["events"] <= 1000
+        assert wrk["report"]["requests_per_s"] > 0
+        assert wrk["report"]["p50_ms"] <= wrk["report"]["p99_ms"]
+        assert wrk["cpu"]["roles"].keys() == {"http", "pipeline", "supervisor"}
+        sent = setup["registrations"] + 2300 + wrk["events"]
+        assert sent <= setup["stored_events"] <= sent + 64  # + those in flight at its end
+        assert {"camera.status", "camera.alert"} <= set(setup["mix"])
+    else:
+        assert wrk is None
+        assert setup["stored_events"] == setup["registrations"] + 2300
+    report = capsys.readouterr().out
+    assert "ops-center serve --workers 2" in report
+    assert "pipeline us/ev" in report
+    assert "http us/ev" in report
+    assert ("wrk single, C client" in report) == with_wrk
 
 
 def test_options_below_one_are_refused(capsys: pytest.CaptureFixture[str]) -> None:

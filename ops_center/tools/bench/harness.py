@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Final
 
+import psutil  # type: ignore[import-untyped]
 import psycopg
 from psycopg import sql
 
@@ -36,6 +37,8 @@ from ops_center.tools.bench import DEFAULT_DATA_DIR
 from ops_center.tools.bench.client import Connection, HttpError, build_request
 
 HOST: Final = "127.0.0.1"
+#: The module the node's children run as (``python -m ops_center.node.child ROLE``).
+CHILD_MODULE: Final = "ops_center.node.child"
 SERVER_START_TIMEOUT: Final = 90.0
 
 
@@ -87,11 +90,21 @@ class BenchServer:
     """
 
     def __init__(
-        self, database_url: str, log_path: Path, env: Mapping[str, str | None] | None = None
+        self,
+        database_url: str,
+        log_path: Path,
+        env: Mapping[str, str | None] | None = None,
+        *,
+        workers: int = 0,
     ) -> None:
         self.log_path = log_path
         self.port = free_port()
+        #: 0: the one-process bench server; N: ``ops-center serve --workers N``.
+        self.workers = workers
         self._env = {**os.environ, "DATABASE_URL": database_url}
+        if workers:
+            # the node's own embedded Redis carries the pipeline's changes to its hubs
+            self._env.pop("REDIS_URL", None)
         for name, value in (env or {}).items():
             if value is None:
                 self._env.pop(name, None)
@@ -105,9 +118,17 @@ class BenchServer:
         return self._process.pid
 
     def start(self) -> None:
+        if self.workers:
+            argv = [
+                *(sys.executable, "-m", "ops_center.cli", "serve", "--host", HOST),
+                *("--port", str(self.port), "--workers", str(self.workers)),
+                *("--data-dir", str(self.log_path.parent / "node")),
+            ]
+        else:
+            argv = [sys.executable, "-m", "ops_center.tools.bench.server", "--port", str(self.port)]
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "ops_center.tools.bench.server", "--port", str(self.port)],
+                argv,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -135,6 +156,26 @@ class BenchServer:
                 return
             await asyncio.sleep(0.1)
         raise BenchError(f"the server did not start in {SERVER_START_TIMEOUT:.0f} s")
+
+    def roles(self) -> dict[str, list[int]]:
+        """The node's processes by role: ``http`` (the HTTP workers), ``pipeline``,
+        ``supervisor`` (with the node's embedded Redis); the one-process server is
+        ``server``."""
+        if not self.workers:
+            return {"server": [self.pid]}
+        found: dict[str, list[int]] = {"http": [], "pipeline": [], "supervisor": [self.pid]}
+        try:
+            children = psutil.Process(self.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return found
+        for child in children:
+            try:
+                argv = child.cmdline()
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                continue
+            role = argv[argv.index(CHILD_MODULE) + 1] if CHILD_MODULE in argv[:-1] else None
+            found.setdefault(role if role in found else "supervisor", []).append(child.pid)
+        return found
 
     def memory_mb(self) -> tuple[float, float]:
         """Resident memory now and at its peak (VmRSS, VmHWM), in MB."""
@@ -184,8 +225,9 @@ class Profiler:
                 raise BenchError("--profile needs py-spy on PATH (pip install py-spy)")
             directory.mkdir(parents=True, exist_ok=True)
 
-    def start(self, pid: int, phase: str) -> bool:
-        """Start recording `pid`; False when profiling is off."""
+    def start(self, pid: int, phase: str, *, subprocesses: bool = False) -> bool:
+        """Start recording `pid` (and its children: a node's processes, each under its
+        pid in the profile); False when profiling is off."""
         if self.directory is None or self.executable is None:
             return False
         self._output = self.directory / f"server-{phase}.{self.SUFFIXES[self.format]}"
@@ -204,6 +246,7 @@ class Profiler:
                 "--threads",
                 "--idle",
                 "--nonblocking",
+                *(["--subprocesses"] if subprocesses else []),
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,

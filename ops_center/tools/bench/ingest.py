@@ -63,6 +63,7 @@ from ops_center.tools.bench.ingest_results import (
     Latency,
     Setup,
     WriterUse,
+    WrkResult,
     format_report,
     judge,
 )
@@ -70,12 +71,22 @@ from ops_center.tools.bench.meters import CpuReading, Monitor
 from ops_center.tools.bench.options import IngestOptions, ingest_options
 from ops_center.tools.bench.report import describe_machine, note, thousands
 from ops_center.tools.bench.server import STATS_PATH
+from ops_center.tools.bench.wrk import WRK_MAX_SECONDS, WrkError, WrkRun, wrk_executable
 from ops_center.tools.simulator import SCOPES
 from ops_center.tools.simulator.traffic import Traffic, by_subject
 
 KEY_NAME: Final = "bench-ingest"
 BATCH: Final = "application/cloudevents-batch+json"
 STRUCTURED: Final = "application/cloudevents+json"
+#: Connections of the wrk phase (as many as the Python client's single-event clients).
+WRK_CONNECTIONS: Final = 64
+#: The event types the wrk phase sends (see `_order_free`).
+WRK_TYPES: Final = frozenset({"camera.status", "camera.alert", "radio.station.status"})
+#: The wrk phase lasts about this share of the time the Python client would need for its
+#: events at its own rate, so that they do not run out (wrk runs for a fixed time).
+WRK_TIME_SHARE: Final = 0.7
+#: Most seconds the pipeline may take to catch up with a phase's events.
+CATCH_UP_TIMEOUT: Final = 600.0
 
 
 @dataclass(slots=True)
@@ -213,21 +224,23 @@ async def measure(
     profiler: Profiler,
     phase: str,
 ) -> HttpResult:
-    """Run one HTTP phase and gather its figures, CPU use and writer counters."""
-    before_stats = await _writer_stats(server.port, token, since=0)
-    if profiler.start(server.pid, phase):
+    """Run one HTTP phase and gather its figures, CPU use and writer counters.
+
+    With a node (``--workers``), the phase's CPU is read once its pipeline has caught up
+    with the events of the phase, so that the pipeline's work for them is counted; the
+    group-commit writer's counters are those of the one-process server only."""
+    writer = server.workers == 0
+    before_stats = await _writer_stats(server.port, token, since=0) if writer else None
+    if profiler.start(server.pid, phase, subprocesses=bool(server.workers)):
         await asyncio.sleep(1.0)  # let py-spy attach before the clock starts
     unit = "events" if plan.content_type == BATCH else "requests"
     progress = Progress(plan.events, sys.stderr, label=f"  {plan.label}", unit=unit)
-    before = CpuReading.take(server.pid, monitor)
+    roles = server.roles()
+    before = CpuReading.take(roles, monitor)
     seconds, latencies = await drive(plan, server.port, progress)
-    after = CpuReading.take(server.pid, monitor)
+    caught_up = await _catch_up(monitor, monitor.position())
+    after = CpuReading.take(roles, monitor)
     profile = profiler.stop()
-    after_stats = await _writer_stats(server.port, token, since=int(before_stats["batches"]))
-    sizes: list[int] = after_stats["batch_sizes"]
-    transactions = int(after_stats["batches"]) - int(before_stats["batches"])
-    written = int(after_stats["events"]) - int(before_stats["events"])
-    commit = float(after_stats["commit_seconds"]) - float(before_stats["commit_seconds"])
     return HttpResult(
         label=plan.label,
         content_type=plan.content_type,
@@ -240,16 +253,44 @@ async def measure(
         requests_per_s=plan.requests / seconds,
         latency=Latency.of(latencies),
         cpu=after.since(before),
-        writer=WriterUse(
-            transactions=transactions,
-            events=written,
-            mean_events=written / transactions if transactions else 0.0,
-            max_events=max(sizes, default=0),
-            commit_seconds=commit,
-            busy=commit / seconds,
-        ),
+        writer=await _writer_use(server, token, before_stats, seconds),
         profile=profile,
+        catch_up_seconds=caught_up,
     )
+
+
+async def _writer_use(
+    server: BenchServer, token: str, before: dict[str, Any] | None, seconds: float
+) -> WriterUse | None:
+    if before is None:
+        return None
+    after = await _writer_stats(server.port, token, since=int(before["batches"]))
+    sizes: list[int] = after["batch_sizes"]
+    transactions = int(after["batches"]) - int(before["batches"])
+    written = int(after["events"]) - int(before["events"])
+    commit = float(after["commit_seconds"]) - float(before["commit_seconds"])
+    return WriterUse(
+        transactions=transactions,
+        events=written,
+        mean_events=written / transactions if transactions else 0.0,
+        max_events=max(sizes, default=0),
+        commit_seconds=commit,
+        busy=commit / seconds,
+    )
+
+
+async def _catch_up(monitor: Monitor, position: int) -> float:
+    """Seconds until every projection and the alarm rules have applied `position`."""
+    started = time.perf_counter()
+    deadline = started + CATCH_UP_TIMEOUT
+    while (behind := monitor.slowest_follower()) < position:
+        if time.perf_counter() > deadline:
+            raise BenchError(
+                f"the pipeline is still at position {behind:,} of {position:,} after "
+                f"{CATCH_UP_TIMEOUT:.0f} s"
+            )
+        await asyncio.sleep(0.05)
+    return time.perf_counter() - started
 
 
 @dataclass(slots=True)
@@ -257,8 +298,21 @@ class _Plans:
     registrations: Plan
     batched: Plan
     single: Plan
+    #: The events the wrk phase sends, one per request (empty: no wrk phase).
+    wrk: list[dict[str, Any]]
     #: Events of each type in the measured phases.
     mix: dict[str, int]
+
+
+def _order_free(traffic: Traffic, count: int) -> list[dict[str, Any]]:
+    """The next `count` status reports and alerts of the registered devices: ``wrk`` sends
+    on its connections in no order per subject, and only these are accepted in any order
+    (a late report never overwrites a newer state); a dossier's completion sent before
+    its receipt would be refused."""
+    found: list[dict[str, Any]] = []
+    while len(found) < count:
+        found.extend(e for e in traffic.take(1_000) if e["type"] in WRK_TYPES)
+    return found[:count]
 
 
 def _plans(options: IngestOptions, port: int, token: str) -> _Plans:
@@ -266,7 +320,7 @@ def _plans(options: IngestOptions, port: int, token: str) -> _Plans:
     traffic = Traffic(
         cameras=options.cameras,
         stations=options.stations,
-        events=options.events + options.single_requests,
+        events=options.events + options.single_requests + options.wrk_requests,
         seed=options.seed,
     )
     # The opening (devices registered with their first status, the indicators) is
@@ -275,7 +329,8 @@ def _plans(options: IngestOptions, port: int, token: str) -> _Plans:
     opening = by_subject(traffic.opening(), options.connections)
     batched = traffic.lanes(options.events, options.connections)
     single = traffic.lanes(options.single_requests, options.single_clients)
-    mix = Counter(e["type"] for lane in (*batched, *single) for e in lane)
+    wrk = _order_free(traffic, options.wrk_requests)
+    mix = Counter(e["type"] for lane in (*batched, *single, wrk) for e in lane)
     return _Plans(
         registrations=batch_plan("registering devices", opening, options.batch_size, port, token),
         batched=batch_plan(
@@ -286,6 +341,7 @@ def _plans(options: IngestOptions, port: int, token: str) -> _Plans:
             token,
         ),
         single=single_plan("HTTP single", single, port, token),
+        wrk=wrk,
         mix=dict(sorted(mix.items())),
     )
 
@@ -306,7 +362,7 @@ def run(options: IngestOptions, server_url: str, *, where: str) -> IngestResults
         note(f"ops-center bench ingest: scratch database {dbname} ({where})")
         token = create_key(url, KEY_NAME, "integration", scopes=SCOPES)
         log_dir = Path(tempfile.mkdtemp(prefix="ops-bench-"))
-        server = BenchServer(url, log_dir / "server.log")
+        server = BenchServer(url, log_dir / "server.log", workers=options.workers)
         server.start()
         note(f"  server pid {server.pid} on port {server.port}, log {server.log_path}")
         monitor = Monitor(url)
@@ -320,10 +376,21 @@ def run(options: IngestOptions, server_url: str, *, where: str) -> IngestResults
             registration_seconds, batched, single, first, last = asyncio.run(
                 _http_phases(server, token, monitor, profiler, plans)
             )
+            wrk = _wrk_phase(plans.wrk, server, token, monitor, log_dir, single.requests_per_s)
             server.stop()
             stored_events = monitor.count_ingested()
             stored_receipts = monitor.count(RECEIPTS_TABLE)
             expected = plans.registrations.events + batched.events + single.events
+            if wrk is not None:
+                # wrk counts the requests it saw answered; those in flight when its time
+                # ran out are stored too (the server answers them before it stops)
+                extra = stored_events - expected - wrk.events
+                if not 0 <= extra <= min(WRK_CONNECTIONS, len(plans.wrk) - wrk.events):
+                    raise BenchError(
+                        f"wrk: {wrk.events:,} events were acknowledged but "
+                        f"{stored_events - expected:,} are stored"
+                    )
+                expected = stored_events
             if stored_events != expected or stored_receipts != expected:
                 raise BenchError(
                     f"{expected} events were acknowledged but {stored_events} are stored "
@@ -359,7 +426,36 @@ def run(options: IngestOptions, server_url: str, *, where: str) -> IngestResults
         total_seconds=time.perf_counter() - run_started,
         mix=plans.mix,
     )
-    return judge(machine, options, setup, batched, single, naive, copy)
+    return judge(machine, options, setup, batched, single, naive, copy, wrk)
+
+
+def _wrk_phase(
+    events: list[dict[str, Any]],
+    server: BenchServer,
+    token: str,
+    monitor: Monitor,
+    directory: Path,
+    single_rate: float,
+) -> WrkResult | None:
+    """The single-event phase again, from ``wrk``; None without events or without wrk."""
+    if not events:
+        return None
+    if wrk_executable() is None:
+        note("  wrk single: skipped, wrk is not installed (Debian: apt-get install wrk)")
+        return None
+    run = WrkRun(directory, events, token, connections=WRK_CONNECTIONS)
+    seconds = max(2, min(WRK_MAX_SECONDS, round(WRK_TIME_SHARE * len(events) / single_rate)))
+    note(f"  wrk single: {seconds} s over {WRK_CONNECTIONS} connections")
+    roles = server.roles()
+    before = CpuReading.take(roles, monitor)
+    try:
+        report = run.run(f"http://{HOST}:{server.port}", seconds)
+    except WrkError as exc:
+        raise BenchError(str(exc)) from None
+    caught_up = asyncio.run(_catch_up(monitor, monitor.position()))
+    after = CpuReading.take(roles, monitor)
+    answered = min(report.requests, len(events))
+    return WrkResult(WRK_CONNECTIONS, answered, report, after.since(before), caught_up)
 
 
 async def _http_phases(
@@ -371,6 +467,8 @@ async def _http_phases(
         plans.registrations.events, sys.stderr, label=f"  {plans.registrations.label}"
     )
     registration_seconds, _ = await drive(plans.registrations, server.port, progress)
+    # the pipeline has started and applied the opening before any phase is measured
+    await _catch_up(monitor, monitor.position())
     first = monitor.position()
     batched = await measure(plans.batched, server, token, monitor, profiler, "batched")
     last = monitor.position()

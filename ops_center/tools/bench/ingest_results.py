@@ -22,6 +22,7 @@ from ops_center.tools.bench.report import (
     percentile,
     thousands,
 )
+from ops_center.tools.bench.wrk import WrkReport
 
 #: Cores used by other processes above which the report warns that figures are skewed.
 BUSY_MACHINE_CORES: Final = 0.2
@@ -78,8 +79,27 @@ class HttpResult:
     requests_per_s: float
     latency: Latency
     cpu: CpuUse
-    writer: WriterUse
+    #: The one-process server's group-commit writer (None for a node: its HTTP processes
+    #: each have their own).
+    writer: WriterUse | None
     profile: str | None = None
+    #: Seconds after the last acknowledgement until the pipeline had applied every event.
+    catch_up_seconds: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class WrkResult:
+    """The single-event phase sent again by ``wrk`` (C), with the node's CPU meanwhile."""
+
+    connections: int
+    events: int
+    report: WrkReport
+    cpu: CpuUse
+    catch_up_seconds: float
+
+    @property
+    def label(self) -> str:
+        return "wrk single (C client)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +132,8 @@ class IngestResults:
     copy: BaselineResult
     ratios: dict[str, float]
     budgets: list[Budget]
+    #: None when the run had no wrk phase (``--wrk-requests 0``, or wrk not installed).
+    wrk: WrkResult | None = None
 
     @property
     def passed(self) -> bool:
@@ -131,6 +153,7 @@ def judge(
     single: HttpResult,
     naive: BaselineResult,
     copy: BaselineResult,
+    wrk: WrkResult | None = None,
 ) -> IngestResults:
     to_naive = batched.events_per_s / naive.per_s
     to_copy = batched.events_per_s / copy.per_s
@@ -170,6 +193,7 @@ def judge(
         copy=copy,
         ratios={"batched_to_naive": to_naive, "batched_to_copy": to_copy},
         budgets=budgets,
+        wrk=wrk,
     )
 
 
@@ -197,6 +221,13 @@ def format_report(results: IngestResults) -> str:
         f"radio stations of the simulated province registered first with their status, "
         f"and its indicators ({thousands(s.registrations)} events, "
         f"{s.registration_seconds:.1f} s); then its events: {mix}",
+        "server:    "
+        + (
+            f"ops-center serve --workers {r.options.workers} ({r.options.workers} HTTP "
+            "processes on one port, a pipeline process, the node's embedded Redis)"
+            if r.options.workers
+            else "one process: HTTP with the pipeline inside it (--workers 0)"
+        ),
         f"checked:   every event accepted; {thousands(s.stored_events)} events and "
         f"{thousands(s.stored_receipts)} receipts stored; whole run {s.total_seconds:.0f} s",
     ]
@@ -224,6 +255,22 @@ def format_report(results: IngestResults) -> str:
                 f"{one.latency.p99_ms:.1f}",
                 "",
             ],
+            *(
+                [
+                    [
+                        f"wrk single, C client ({r.wrk.connections} connections, cross-check)",
+                        thousands(r.wrk.events),
+                        thousands(r.wrk.report.requests),
+                        f"{r.wrk.report.seconds:.2f}",
+                        f"{rate(r.wrk.report.requests_per_s)} requests/s",
+                        f"{r.wrk.report.p50_ms:.1f}",
+                        f"{r.wrk.report.p99_ms:.1f}",
+                        "",
+                    ]
+                ]
+                if r.wrk is not None
+                else []
+            ),
             [
                 "eventsourcing naive (load + save per event)",
                 thousands(naive.count),
@@ -258,8 +305,17 @@ def format_report(results: IngestResults) -> str:
         [[x.name, x.target, x.measured, "PASS" if x.passed else "FAIL"] for x in r.budgets],
     )
 
-    def per_event(cores: float | None, seconds: float, count: int) -> str:
-        return "-" if cores is None else f"{cores * seconds / count * 1e6:.0f}"
+    def us(value: float | None) -> str:
+        return "-" if value is None else f"{value:.0f}"
+
+    def writer(h: HttpResult) -> list[str]:
+        if h.writer is None:
+            return ["-", "-", "-"]
+        return [
+            thousands(h.writer.transactions),
+            f"{h.writer.mean_events:.1f}",
+            f"{h.writer.busy:.0%}",
+        ]
 
     where = format_table(
         [
@@ -281,11 +337,9 @@ def format_report(results: IngestResults) -> str:
                 _cores(h.cpu.server),
                 _cores(h.cpu.postgres),
                 _cores(h.cpu.other),
-                per_event(h.cpu.server, h.seconds, h.events),
-                per_event(h.cpu.postgres, h.seconds, h.events),
-                thousands(h.writer.transactions),
-                f"{h.writer.mean_events:.1f}",
-                f"{h.writer.busy:.0%}",
+                us(h.cpu.per_event_us(h.cpu.server, h.events)),
+                us(h.cpu.per_event_us(h.cpu.postgres, h.events)),
+                *writer(h),
             ]
             for h in (b, one)
         ]
@@ -297,12 +351,33 @@ def format_report(results: IngestResults) -> str:
                 _cores(x.cpu.postgres),
                 _cores(x.cpu.other),
                 "",
-                per_event(x.cpu.postgres, x.seconds, x.count),
+                us(x.cpu.per_event_us(x.cpu.postgres, x.count)),
                 "",
                 "",
                 "",
             ]
             for x in (naive, copy)
+        ],
+    )
+    measured: list[HttpResult | WrkResult] = [b, one, *([r.wrk] if r.wrk else [])]
+    role_names = sorted({role for h in measured for role in h.cpu.roles})
+    per_process = format_table(
+        [
+            "phase",
+            *(f"{role} us/ev" for role in role_names),
+            "postgres us/ev",
+            "client us/ev",
+            "pipeline caught up after",
+        ],
+        [
+            [
+                h.label,
+                *(us(h.cpu.per_event_us(h.cpu.roles.get(role), h.events)) for role in role_names),
+                us(h.cpu.per_event_us(h.cpu.postgres, h.events)),
+                us(h.cpu.per_event_us(h.cpu.client, h.events)),
+                f"{h.catch_up_seconds:.1f} s",
+            ]
+            for h in measured
         ],
     )
     busy = [
@@ -327,10 +402,12 @@ def format_report(results: IngestResults) -> str:
             ratios,
             budgets,
             "where the time went: CPU cores busy on average (CPU seconds / wall seconds) in the\n"
-            "client (this process), the server process, PostgreSQL (this database's backends and\n"
-            "the server's background processes) and others (other processes, kernel threads); CPU\n"
-            "time per event in microseconds; writer busy = share of the phase spent recording\n"
+            "client (this process), the server's processes, PostgreSQL (this database's backends\n"
+            "and the server's background processes) and others (other processes, kernel threads);\n"
+            "CPU time per event in microseconds; writer busy = share of the phase spent recording\n"
             "transactions\n" + where,
+            "CPU per event by process (the node's processes by role; single: per request), "
+            "read once the\npipeline had applied the phase's events\n" + per_process,
             *warning,
             *(["\n".join(profiles)] if profiles else []),
         ]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import psutil  # type: ignore[import-untyped]
@@ -58,6 +58,16 @@ class Monitor:
                     sql.Identifier(EVENTS_TABLE)
                 )
             )
+        )
+
+    def slowest_follower(self) -> int:
+        """The position of the projection or alarm-rules runner furthest behind."""
+        return int(
+            self.scalar(
+                "SELECT least((SELECT min(position) FROM projection_positions), "
+                "(SELECT min(position) FROM alarm_rules_position))"
+            )
+            or 0
         )
 
     def count(self, table: str) -> int:
@@ -124,30 +134,45 @@ class CpuUse:
     machine: float
     #: Cores used by other processes (other work on the machine skews the figures).
     other: float
+    #: The wall seconds the averages are over.
+    wall: float = 0.0
+    #: The server's share by process role (``http``, ``pipeline``, ``supervisor``; the
+    #: one-process server: ``server``), in cores.
+    roles: dict[str, float] = field(default_factory=dict)
+
+    def per_event_us(self, cores: float | None, count: int) -> float | None:
+        """CPU microseconds per event (or request) of `cores` over this phase."""
+        return None if cores is None or not count else cores * self.wall / count * 1e6
 
 
 @dataclass(slots=True)
 class CpuReading:
     wall: float
     client: float
-    server: dict[int, float]
+    server: dict[str, dict[int, float]]
     postgres: dict[int, float] | None
     machine: float
 
     @classmethod
-    def take(cls, server_pid: int | None, monitor: Monitor) -> CpuReading:
+    def take(cls, roles: Mapping[str, Iterable[int]] | None, monitor: Monitor) -> CpuReading:
+        """Now: this process, the server's processes by role (`roles`; None: no server),
+        this database's PostgreSQL processes, the machine."""
         pids = monitor.postgres_pids()
         return cls(
             time.perf_counter(),
             time.process_time(),
-            process_cpu_seconds([server_pid]) if server_pid is not None else {},
+            {role: process_cpu_seconds(p) for role, p in (roles or {}).items()},
             process_cpu_seconds(pids) if pids is not None else None,
             machine_busy_seconds(),
         )
 
     def since(self, before: CpuReading) -> CpuUse:
         wall = max(self.wall - before.wall, 1e-9)
-        server = cpu_delta(before.server, self.server) / wall if self.server else None
+        roles = {
+            role: cpu_delta(before.server.get(role, {}), seconds) / wall
+            for role, seconds in self.server.items()
+        }
+        server = sum(roles.values()) if roles else None
         postgres = (
             cpu_delta(before.postgres, self.postgres) / wall
             if self.postgres is not None and before.postgres is not None
@@ -156,7 +181,7 @@ class CpuReading:
         client = (self.client - before.client) / wall
         machine = (self.machine - before.machine) / wall
         other = max(0.0, machine - client - (server or 0.0) - (postgres or 0.0))
-        return CpuUse(client, server, postgres, machine, other)
+        return CpuUse(client, server, postgres, machine, other, wall, roles)
 
 
 class PostgresCpu:

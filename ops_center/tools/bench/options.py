@@ -7,6 +7,7 @@ imports the product). The defaults are the documented runs of docs/BENCHMARKS.md
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,11 +45,20 @@ class IngestOptions:
     profile_dir: Path | None = None
     profile_format: str = "flamegraph"
     check: bool = False
+    #: HTTP processes of the node under test (``ops-center serve --workers``, with its
+    #: pipeline process); 0: one process doing everything, the pipeline inside it.
+    workers: int = os.cpu_count() or 1
+    #: Single-event requests sent again by ``wrk`` (the C client's cross-check); 0: none.
+    wrk_requests: int = 20_000
 
     def __post_init__(self) -> None:
         for name, _ in _COUNTS:
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.workers < 0:
+            raise ValueError("--workers must be 0 or more")
+        if self.wrk_requests < 0:
+            raise ValueError("--wrk-requests must be 0 or more")
 
 
 def _count(text: str) -> int:
@@ -91,6 +101,23 @@ def add_ingest_arguments(parser: argparse.ArgumentParser) -> None:
         help="py-spy output format (default flamegraph: an SVG per phase)",
     )
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=defaults.workers,
+        metavar="N",
+        help="HTTP processes of the node under test, run as `ops-center serve --workers N` "
+        f"with its pipeline process (default {defaults.workers}, the cores); 0: one process "
+        "with the pipeline inside it",
+    )
+    parser.add_argument(
+        "--wrk-requests",
+        type=int,
+        default=defaults.wrk_requests,
+        metavar="N",
+        help="single-event requests sent again with Debian's wrk, a C client, to cross-check "
+        f"the Python client's figures (default {defaults.wrk_requests:,}; 0: no wrk phase)",
+    )
+    parser.add_argument(
         "--check", action="store_true", help="exit with status 1 when a budget is not met"
     )
 
@@ -111,6 +138,8 @@ def ingest_options(args: argparse.Namespace) -> IngestOptions:
         profile_dir=args.profile_dir,
         profile_format=args.profile_format,
         check=args.check,
+        workers=args.workers,
+        wrk_requests=args.wrk_requests,
     )
 
 
