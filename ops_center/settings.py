@@ -91,6 +91,9 @@ class Settings:
     #: HTTP process: ``inline`` (inside it: tests, development) or ``off`` (elsewhere:
     #: ``ops-center serve`` runs it as a process of its own, ``ops-center pipeline`` alone).
     pipeline: str = "inline"
+    #: Milliseconds the pipeline lets the log fill after a step that read everything there
+    #: was, so that a trickle of single-event commits is applied a few at a time.
+    pipeline_gather_ms: float = 20.0
     #: HTTP processes of ``ops-center serve`` (they share the port with ``SO_REUSEPORT``);
     #: by default one per core.
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
@@ -168,6 +171,7 @@ ENV: dict[str, str] = {
     "alarm_dossier_grace_seconds": "OPS_CENTER_ALARM_DOSSIER_GRACE_SECONDS",
     "alarm_tick_seconds": "OPS_CENTER_ALARM_TICK_SECONDS",
     "pipeline": "OPS_CENTER_PIPELINE",
+    "pipeline_gather_ms": "OPS_CENTER_PIPELINE_GATHER_MS",
     "workers": "OPS_CENTER_WORKERS",
     "ready_max_lag": "OPS_CENTER_READY_MAX_LAG",
     "log_format": "OPS_CENTER_LOG_FORMAT",

@@ -61,7 +61,11 @@ async def open_pipeline(
     if settings.alarm_rules:
         rules = RulesEngine(desk, thresholds(settings), profile.unit_of)
     follower = Follower(
-        database, create_projections(), rules=rules, tick=settings.alarm_tick_seconds
+        database,
+        create_projections(),
+        rules=rules,
+        tick=settings.alarm_tick_seconds,
+        gather=settings.pipeline_gather_ms / 1000,
     )
     await follower.setup()
     pool = await asyncpg.create_pool(**database.asyncpg_args(), min_size=1, max_size=PUBLISHER_POOL)

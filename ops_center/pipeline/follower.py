@@ -8,8 +8,9 @@ every `poll` seconds as a fallback, and in each step
 
 1. reads the next chunk of the log once (at most `batch` events: under load chunks grow
    by themselves up to that limit; at rest a lone event is read as soon as it is
-   notified), decodes it once, and hands each consumer the events after its own position
-   that it follows;
+   notified, and after a step that read all there was the next waits `gather` seconds so
+   that a trickle of commits is read a few at a time), decodes it once, and hands each
+   consumer the events after its own position that it follows;
 2. applies the projections in ONE transaction (asyncpg, ``synchronous_commit = off``:
    read models are derived data recorded with their positions, so a crash can only lose
    chunks together with their positions) that first locks their position rows (an
@@ -74,6 +75,12 @@ RULES: Final = "alarm_rules"
 DEFAULT_BATCH: Final = 5_000
 #: Seconds between polls when no notification arrives.
 DEFAULT_POLL: Final = 1.0
+#: Seconds the follower lets the log fill after a step that read every event there was:
+#: commits arriving meanwhile make one step instead of one each (a step's own cost, its
+#: transaction, position rows and the rules' hand-off, was most of the pipeline's CPU per
+#: single-event request: docs/BENCHMARKS.md). A lone event after a quiet moment is read
+#: at once; under a trickle of commits each waits at most this long more.
+DEFAULT_GATHER: Final = 0.02  # OPS_CENTER_PIPELINE_GATHER_MS
 #: Seconds between attempts to become the active follower.
 DEFAULT_LOCK_INTERVAL: Final = 1.0
 #: Seconds between evaluations of the alarm rules' clock without new events.
@@ -180,6 +187,7 @@ class Follower:
         batch: int = DEFAULT_BATCH,
         rebuild_batch: int = REBUILD_BATCH,
         poll: float = DEFAULT_POLL,
+        gather: float = DEFAULT_GATHER,
         lock_interval: float = DEFAULT_LOCK_INTERVAL,
         tick: float = DEFAULT_TICK,
         clock: Callable[[], datetime] = now,
@@ -191,6 +199,9 @@ class Follower:
         self.batch = batch
         self.rebuild_batch = rebuild_batch
         self.poll = poll
+        self.gather = gather
+        #: The last step read the front to its end: the next one waits `gather`.
+        self._trickle = False
         self.lock_interval = lock_interval
         self.tick = tick
         self.clock = clock
@@ -326,6 +337,8 @@ class Follower:
             while True:
                 self._wake.clear()
                 if await self._step(conn):
+                    if self._trickle and self.gather > 0:
+                        await asyncio.sleep(self.gather)
                     continue
                 await self._flush_rules()
                 timeout = min(self.poll, self._until_retry(), self._until_tick())
@@ -423,6 +436,7 @@ class Follower:
         worked = bool(rows)
         # fewer rows than asked: the front has read every event visible now
         front_end = len(rows) < self.batch
+        self._trickle = bool(rows) and front_end
         if rows or tick:
             events = [decode(row) for row in rows]
             upto = int(rows[-1][0]) if rows else lead

@@ -173,9 +173,8 @@ class OpsCenter(Application[UUID]):
         for i in planned:
             sub = batch[i]
             agg_id = aggregate_id(sub.kind, sub.event.subject)
-            current = touched.get(agg_id) or self._load(agg_id)
             try:
-                aggregate = decide(sub.kind, current, sub.event.subject, sub.data, sub.meta)
+                aggregate = self._decide(sub, agg_id, touched)
             except Rejection as rejection:
                 outcomes[i] = Outcome.rejected(rejection)
                 continue
@@ -213,7 +212,14 @@ class OpsCenter(Application[UUID]):
                     self._cache.pop(agg_id, None)
                 if not retry_singly:
                     raise
-                log.info("batch of %d refused by the store; retrying one by one", len(planned))
+                # Most often an aggregate this process had cached was changed by another
+                # HTTP process (its cache entry is gone now): decide the whole batch again
+                # on fresh state, in one transaction; one by one only if that fails too.
+                log.info("batch of %d refused by the store; deciding it again", len(planned))
+                try:
+                    return self._ingest(batch, retry_singly=False)
+                except IntegrityError:
+                    log.info("batch of %d refused again; one by one", len(planned))
                 for i in planned:
                     outcomes[i] = self._ingest_single(batch[i])
                 decided = []
@@ -271,6 +277,28 @@ class OpsCenter(Application[UUID]):
                 # the aborted pipeline of the statement after it. The store is fine.
                 raise IntegrityError(f"refused by the store: {exc}") from exc
             raise
+
+    def _decide(self, sub: Submission, agg_id: UUID, touched: dict[UUID, Aggregate]) -> Aggregate:
+        """Decide on `sub`; raises `Rejection`. A rejection decided on this process's
+        cached state is checked against the stored state first: another HTTP process may
+        have changed the subject since (a broadcast it started), and an event refused on
+        stale state would be refused wrongly. An acceptance needs no such check: saving it
+        on a stale version fails, and the batch is decided again (`_ingest`)."""
+        current = touched.get(agg_id) or self._load(agg_id)
+        try:
+            return decide(sub.kind, current, sub.event.subject, sub.data, sub.meta)
+        except Rejection:
+            if current is None or agg_id in touched or self._cache.get(agg_id) is not current:
+                raise
+            self._cache.pop(agg_id, None)
+            try:
+                stored: Aggregate = self.repository.get(agg_id)
+            except AggregateNotFoundError:  # pragma: no cover - aggregates are never deleted
+                stored = current
+            self._remember(stored)
+            if stored.version == current.version:
+                raise
+        return decide(sub.kind, stored, sub.event.subject, sub.data, sub.meta)
 
     def _preload(self, ids: set[UUID]) -> None:
         """Load every uncached aggregate of a batch in one query; absent ones stay absent."""

@@ -116,3 +116,36 @@ def test_a_stale_cache_after_another_writer_is_recovered_event_by_event(
     stored = app.repository.get(subject_id("camera", code))
     assert stored.version == 3
     assert stored.status == "online"
+
+
+def test_an_event_refused_on_stale_cached_state_is_decided_again_on_the_stored_state(
+    app: OpsCenter, database_url: str
+) -> None:
+    """Another HTTP process starts a broadcast behind this one's cache: ending it here is
+    accepted (decided on the stored state), and a truly wrong end is still refused."""
+    code = f"DTT-{uuid.uuid4().hex[:8]}"
+    station = {"name": "Đài xã", "unit": "MS-D01-C01", "clusters": 4}
+    assert app.ingest([submission("radio.station.registered", code, station)])[0].status == (
+        "accepted"
+    )
+    other = OpsCenter(database_url)
+    try:
+        started = submission(
+            "radio.broadcast.started",
+            code,
+            {"broadcast_id": "B-1", "program": "Bản tin sáng", "kind": "normal"},
+            1,
+        )
+        assert other.ingest([started])[0].status == "accepted"
+    finally:
+        other.close()
+    ended, wrong = (
+        submission("radio.broadcast.ended", code, {"broadcast_id": b}, 2) for b in ("B-1", "B-9")
+    )
+    outcomes = app.ingest([ended, wrong])
+    assert [o.status for o in outcomes] == ["accepted", "rejected"]
+    assert outcomes[1].error is not None
+    assert outcomes[1].error.code == "invalid_transition"
+    stored = app.repository.get(subject_id("station", code))
+    assert stored.version == 3
+    assert stored.on_air == {}
