@@ -73,8 +73,7 @@ class Replay:
     # -- the client's ops -----------------------------------------------------------------
 
     def start(self) -> None:
-        self.pacer.play(self.clock())
-        self._run(fresh=True)
+        self._run(fresh=True, play=True)
 
     def pause(self) -> None:
         self._cancel()
@@ -84,14 +83,16 @@ class Replay:
     def resume(self) -> None:
         if self.ended or self.pacer.playing:
             return
-        self.pacer.play(self.clock())
-        self._run(fresh=False)
+        # paused before its snapshot was sent: the snapshot first
+        self._run(fresh=self.state is None, play=True)
 
     def seek(self, at: datetime) -> None:
         self._cancel()
         self.ended = False
+        playing = self.pacer.playing
+        self.pacer.pause(self.clock())
         self.pacer.seek(at, self.clock())
-        self._run(fresh=True)
+        self._run(fresh=True, play=playing)
 
     def stop(self) -> None:
         self._cancel()
@@ -104,16 +105,22 @@ class Replay:
             self._task.cancel()
             self._task = None
 
-    def _run(self, fresh: bool) -> None:
-        self._task = asyncio.create_task(self._loop(fresh), name=f"replay:{self.topic.name}")
+    def _run(self, fresh: bool, play: bool) -> None:
+        self._cancel()
+        self._task = asyncio.create_task(self._loop(fresh, play), name=f"replay:{self.topic.name}")
 
-    async def _loop(self, fresh: bool) -> None:
+    async def _loop(self, fresh: bool, play: bool) -> None:
+        """A snapshot at the (paused) pacer's moment when `fresh`, then, when `play`, the
+        steps: the clock starts once the snapshot is sent, so the snapshot is exactly at
+        the moment asked for and reading it takes no replay time."""
         try:
             if fresh:
                 moment = self.pacer.moment(self.clock())
                 data = await self.history.replay_state(self.topic.name, self.scope, moment)
                 self.state, self.position, self.time = data, data["position"], moment
                 self._frame("snapshot", data)
+            if play:
+                self.pacer.play(self.clock())
             while self.pacer.playing:
                 moment = self.pacer.moment(self.clock())
                 await self._step(moment)
