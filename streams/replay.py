@@ -133,6 +133,7 @@ class Replay:
             raise
         except Exception as exc:
             log.warning("replay of %s failed: %s", self.topic.name, exc)
+            self.pacer.pause(self.clock())
             self.send(
                 Frame.error(
                     "replay_failed",
