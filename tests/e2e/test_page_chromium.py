@@ -797,6 +797,7 @@ async def test_replay_shows_a_past_value_then_back_to_live(
     assert await page.evaluate("!document.getElementById('replay').hidden")
     banner = "document.querySelector('.replay-banner').textContent"
     assert await page.evaluate(banner) == "Đang phát lại — không phải trực tiếp"
+    assert await page.evaluate("opsRoom.connection") == "replay"  # the badge no longer says live
     value = orjson.dumps(moment.isoformat()[:19]).decode()
     await page.evaluate(
         f"""(() => {{
@@ -817,6 +818,7 @@ async def test_replay_shows_a_past_value_then_back_to_live(
     await page.evaluate("document.getElementById('replay-live').click()")
     assert await page.evaluate("document.getElementById('replay').hidden")
     assert await page.evaluate("opsRoom.replay") is None
+    assert await page.evaluate("opsRoom.connection") == "live"
     await until_tiles(page, {name: at(live, name) for name in METRICS})
     # live subscriptions carry on: a new camera shows at once
     other = ce.code("camera.registered")

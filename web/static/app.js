@@ -267,7 +267,7 @@
   function settle() {
     if (!socket || socket.readyState !== WebSocket.OPEN) return;
     if (interrupted) setConnection("interrupted");
-    else setConnection("live");
+    else setConnection(app.replay ? "replay" : "live"); // a replay is not live, say so
   }
 
   function onFrame(frame) {
@@ -349,6 +349,7 @@
     }
     $("replay").hidden = false;
     document.body.classList.add("replaying");
+    settle();
     renderReplay();
   }
 
@@ -386,6 +387,7 @@
     app.replay = null;
     $("replay").hidden = true;
     document.body.classList.remove("replaying");
+    settle();
     changed("overview");
   }
 
