@@ -29,6 +29,14 @@ class Screen:
     errors: list[dict[str, Any]] = field(default_factory=list)
     snapshots: dict[str, int] = field(default_factory=dict)
     deltas: dict[str, int] = field(default_factory=dict)
+    #: The replay's state, position and time (frames with ``"replay": true``), apart from
+    #: the live states; `replay_frames` are its snapshots and deltas, `replay_ended` its
+    #: ``replay_end`` frames.
+    replay: dict[str, Any] | None = None
+    replay_position: int | None = None
+    replay_time: str | None = None
+    replay_frames: list[dict[str, Any]] = field(default_factory=list)
+    replay_ended: list[dict[str, Any]] = field(default_factory=list)
 
     def handle(self, frame: dict[str, Any]) -> None:
         """Apply one frame; ProtocolViolation when it breaks the contract."""
@@ -40,6 +48,9 @@ class Screen:
         name = frame.get("topic")
         if name not in topics.TOPICS:
             raise ProtocolViolation(f"frame of unknown topic: {frame!r}")
+        if op in ("replay_end", "replay_paused") or frame.get("replay") is True:
+            self._replay(name, frame)
+            return
         position = frame["position"]
         if op == "snapshot":
             self.states[name] = frame["data"]
@@ -57,6 +68,30 @@ class Screen:
             self.deltas[name] = self.deltas.get(name, 0) + 1
         else:
             raise ProtocolViolation(f"unknown op: {frame!r}")
+
+    def _replay(self, name: str, frame: dict[str, Any]) -> None:
+        op = frame["op"]
+        if op == "replay_end":
+            self.replay_ended.append(frame)
+            return
+        if op == "replay_paused":
+            return
+        position = frame["position"]
+        if op == "snapshot":
+            self.replay = frame["data"]
+        elif op == "delta":
+            if self.replay is None or self.replay_position is None:
+                raise ProtocolViolation(f"replay delta before its snapshot: {frame!r}")
+            if position <= self.replay_position:
+                raise ProtocolViolation(
+                    f"replay delta at position {position} after {self.replay_position}"
+                )
+            self.replay = topics.apply(topics.TOPICS[name], self.replay, frame["data"])
+        else:
+            raise ProtocolViolation(f"unknown op: {frame!r}")
+        self.replay_position = position
+        self.replay_time = frame["time"]
+        self.replay_frames.append(frame)
 
     def forget(self, name: str) -> None:
         """Drop a topic's state (after unsubscribing)."""

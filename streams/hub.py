@@ -40,7 +40,7 @@ from typing import Any, Final
 
 from ops_center.runtime.backoff import Backoff
 from ops_center.runtime.tasks import stop_tasks
-from streams import topics
+from streams import replay, topics
 from streams.bus import Bus, Change, Interrupted, Resumed, interest_key
 from streams.outbox import Frame
 from streams.sessions import ItemsStream, Session, StateStream, Subscription
@@ -154,6 +154,8 @@ class Hub:
         return session
 
     def close_session(self, session: Session) -> None:
+        replay.close(session.replay)
+        session.replay = None
         for name in list(session.subscriptions):
             self.unsubscribe(session, name)
         self.sessions.discard(session)

@@ -27,7 +27,7 @@ from streams import topics
 #: Error frames kept while a client does not read (older ones are dropped first).
 MAX_ERRORS: Final = 8
 
-Op = Literal["snapshot", "delta", "error"]
+Op = Literal["snapshot", "delta", "error", "replay_paused", "replay_end"]
 
 
 class Frame:
@@ -79,18 +79,31 @@ class Frame:
 
     @property
     def coalescible(self) -> bool:
-        return self.op != "error" and self.topic is not None
+        return self.op in ("snapshot", "delta") and self.topic is not None
+
+    @property
+    def replay(self) -> bool:
+        """A frame of a replay (``"replay": true``), not of a live subscription."""
+        return self._fields.get("replay") is True
+
+    @property
+    def stream(self) -> tuple[str | None, bool]:
+        """What the frame's state belongs to: a topic's live subscription or its replay
+        (the two are coalesced apart)."""
+        return (self.topic, self.replay)
 
     def then(self, newer: Frame) -> Frame:
-        """One frame with the effect of this one followed by `newer` (same topic)."""
+        """One frame with the effect of this one followed by `newer` (same stream); the
+        newer frame's fields (a replay's ``time``) win."""
         if newer.op == "snapshot" or self.data is None or newer.data is None:
             return newer
         topic = topics.TOPICS[newer.topic or ""]
         if self.op == "snapshot":
             data = topics.apply(topic, self.data, newer.data)
-            return Frame("snapshot", newer.topic, newer.position, data, **self._fields)
+            fields = {**self._fields, **newer._fields}
+            return Frame("snapshot", newer.topic, newer.position, data, **fields)
         data = topics.merge(topic, self.data, newer.data)
-        return Frame("delta", newer.topic, newer.position, data)
+        return Frame("delta", newer.topic, newer.position, data, **newer._fields)
 
     def __repr__(self) -> str:
         return f"Frame({self.op!r}, {self.topic!r}, {self.position!r})"
@@ -127,8 +140,14 @@ class Outbox:
         self._ready.set()
 
     def discard(self, topic: str) -> None:
-        """Drop the waiting frames of a topic (after an unsubscribe)."""
-        self._frames = deque(f for f in self._frames if f.topic != topic or f.op == "error")
+        """Drop the waiting frames of a topic's live subscription (after an unsubscribe)."""
+        self._frames = deque(
+            f for f in self._frames if f.topic != topic or f.op == "error" or f.replay
+        )
+
+    def discard_replay(self) -> None:
+        """Drop the waiting frames of a replay (replaced or stopped)."""
+        self._frames = deque(f for f in self._frames if not f.replay)
 
     async def get(self) -> Frame:
         while not self._frames:
@@ -141,12 +160,12 @@ class Outbox:
         merged: dict[object, Frame] = {}
         last: dict[object, int] = {}
         for index, frame in enumerate(self._frames):
-            group: object = frame.topic if frame.coalescible else index
+            group: object = frame.stream if frame.coalescible else index
             previous = merged.get(group)
             merged[group] = frame if previous is None else previous.then(frame)
             last[group] = index
         ordered = [merged[g] for g in sorted(merged, key=last.__getitem__)]
-        errors = [f for f in ordered if not f.coalescible]
+        errors = [f for f in ordered if f.op == "error"]
         if len(errors) > MAX_ERRORS:
             dropped = {id(f) for f in errors[: len(errors) - MAX_ERRORS]}
             self.dropped += len(dropped)

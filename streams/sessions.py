@@ -18,6 +18,7 @@ from streams.topics import Topic
 
 if TYPE_CHECKING:
     from streams.hub import Hub
+    from streams.replay import Replay
 
 
 class Subscription:
@@ -46,12 +47,14 @@ class Subscription:
 
 
 class Session:
-    """One connection: its subscriptions by topic name, and its outbox."""
+    """One connection: its subscriptions by topic name, its replay (at most one, apart
+    from the subscriptions) and its outbox."""
 
     def __init__(self, hub: Hub, queue_limit: int) -> None:
         self.hub = hub
         self.outbox = Outbox(queue_limit)
         self.subscriptions: dict[str, Subscription] = {}
+        self.replay: Replay | None = None
 
     def send(self, frame: Frame) -> None:
         self.outbox.put(frame)

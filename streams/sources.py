@@ -34,6 +34,8 @@ from datetime import datetime
 from typing import Any, Final
 from uuid import UUID
 
+import orjson
+
 from ops_center.province.calendar import local_day, now
 from ops_center.province.profile import Profile
 from ops_center.store.log import EVENTS_TABLE, topics_of
@@ -43,7 +45,7 @@ from projections.projection import Connection
 from projections.read import alarms as alarms_read
 from projections.read import service_index as index_read
 from projections.read.places import Places
-from streams.topics import FEED_ITEMS
+from streams.topics import FEED_ITEMS, TOPICS
 
 Json = dict[str, Any]
 
@@ -52,6 +54,8 @@ _DEVICE_TOPICS: Final = topics_of(DevicesProjection.events or ())
 _ALL: Final = 2**31 - 1
 #: How many of the lowest agencies the services topic carries.
 LOWEST: Final = 3
+#: The topics whose readers answer ``as_of``: those a replay can show.
+REPLAYABLE: Final = ("overview", "kpis")
 
 
 class Source:
@@ -147,6 +151,39 @@ class Source:
         body["index"] = index
         body["lowest_agencies"] = ranking["items"][::-1][:LOWEST]
         body["position"] = max(body["position"], index["position"])
+
+    # -- the past (replays) ------------------------------------------------------------------
+
+    async def replay_state(self, topic: str, scope: str | None, moment: datetime) -> Json:
+        """A replayable topic's state as of `moment` (what ``as_of`` answers)."""
+        async with self.transaction() as conn:
+            return await self._as_of(conn, topic, scope, moment)
+
+    async def replay_step(
+        self, topic: str, scope: str | None, after: int, moment: datetime
+    ) -> tuple[datetime, Json] | None:
+        """The recorded time of the last event by `moment` (among those the topic's
+        projections applied) and the state as of that time; None when that event is not
+        after position `after` (nothing happened since)."""
+        async with self.transaction() as conn:
+            known = await read.positions(conn)
+            upto = min(known.get(name, 0) for name in TOPICS[topic].projections)
+            position = await read.position_at(conn, moment, upto)
+            if position <= after:
+                return None
+            state = await conn.fetchval(
+                f"SELECT state FROM {EVENTS_TABLE} WHERE notification_id = $1", position
+            )
+            at = datetime.fromisoformat(orjson.loads(state)["timestamp"])
+            return at, await self._as_of(conn, topic, scope, at)
+
+    async def _as_of(self, conn: Connection, topic: str, scope: str | None, at: datetime) -> Json:
+        if topic == "overview":
+            return await read.overview(conn, self._scope(scope), clock=at, as_of=at)
+        if topic == "kpis":
+            owners = self._scope(scope).owners
+            return await read.kpi_list(conn, clock=at, as_of=at, owners=owners)
+        raise ValueError(f"{topic!r} cannot be replayed")
 
     async def devices(self, conn: Connection, scope: str | None) -> Json:
         units = self.units(scope)

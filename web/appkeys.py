@@ -22,6 +22,7 @@ from ops_center.store.writer import GroupCommitWriter
 from streams.bus import Bus
 from streams.hub import Hub
 from streams.publisher import Publisher
+from streams.sources import Source
 
 SETTINGS = web.AppKey("settings", Settings)
 PROFILE = web.AppKey("profile", Profile)
@@ -50,6 +51,8 @@ ALARM_DESK = web.AppKey("alarm_desk", AlarmDesk)
 STREAM_BUS = web.AppKey("stream_bus", Bus)
 STREAM_HUB = web.AppKey("stream_hub", Hub)
 STREAM_PUBLISHER = web.AppKey("stream_publisher", Publisher)
+#: What the streams read from the database; replays read the past through it.
+STREAM_SOURCE = web.AppKey("stream_source", Source)
 #: The open WebSockets and their transports, closed with 1001 (going away) on shutdown.
 WEBSOCKETS: web.AppKey[
     weakref.WeakKeyDictionary[web.WebSocketResponse, asyncio.Transport | None]

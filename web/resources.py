@@ -69,6 +69,7 @@ from web.appkeys import (
     STREAM_BUS,
     STREAM_HUB,
     STREAM_PUBLISHER,
+    STREAM_SOURCE,
     WRITER,
 )
 from web.ws import POOL_SIZE, close_websockets
@@ -347,6 +348,7 @@ async def stream_hub(app: web.Application) -> AsyncIterator[None]:
     )
     await hub.start()
     app[STREAM_HUB] = hub
+    app[STREAM_SOURCE] = source
     try:
         yield
     finally:

@@ -5,10 +5,10 @@ by the auth middleware; viewer or above) and checked against the Origin allowlis
 (`Settings.ws_origins`; the server's own origin and clients sending no Origin, i.e. not
 browsers, are always allowed). Refusals are answered before the upgrade, as problem+json.
 
-Client messages are JSON objects: ``{"op": "subscribe", "topic", "unit"?, "since"?}`` and
-``{"op": "unsubscribe", "topic"}``; anything else gets an error frame
-``{"op": "error", "code", "detail"}`` and the connection stays open. Server frames are
-serialised once and sent as text frames without per-connection compression (a frame goes
+Client messages are JSON objects: ``{"op": "subscribe", "topic", "unit"?, "since"?}``,
+``{"op": "unsubscribe", "topic"}`` and the replay ops of `web.ws_replay`; anything else gets
+an error frame ``{"op": "error", "code", "detail"}`` and the connection stays open. Server frames
+are serialised once and sent as text frames without per-connection compression (a frame goes
 to many screens). A message over `Settings.ws_max_message_bytes` closes the connection
 (1009); a client that does not answer pings within half of `Settings.ws_heartbeat_seconds`
 is closed; on shutdown every connection is closed with 1001 (going away).
@@ -33,6 +33,7 @@ from aiohttp import WSCloseCode, WSMsgType, hdrs, web
 from streams import topics
 from streams.outbox import Frame
 from streams.sessions import Session
+from web import ws_replay
 from web.appkeys import (
     PRINCIPAL,
     PROFILE,
@@ -148,8 +149,12 @@ def handle_message(request: web.Request, session: Session, raw: str | bytes) -> 
         _error(session, "invalid_message", "a message is a JSON object with an 'op'")
         return
     op = message.get("op")
+    if op in ws_replay.OPS:
+        ws_replay.handle(request, session, op, message)
+        return
     if op not in ("subscribe", "unsubscribe"):
-        _error(session, "unknown_op", f"'op' must be subscribe or unsubscribe, not {op!r}")
+        ops = ", ".join(("subscribe", "unsubscribe", *ws_replay.OPS))
+        _error(session, "unknown_op", f"'op' must be one of {ops}, not {op!r}")
         return
     topic = message.get("topic")
     if not isinstance(topic, str) or topic not in topics.TOPICS:

@@ -761,3 +761,70 @@ async def test_every_figure_opens_where_it_comes_from(
     assert integration.name in text
     await page.evaluate("document.dispatchEvent(new KeyboardEvent('keydown', {key: 'Escape'}))")
     await page.wait_for("document.getElementById('lineage').hidden")
+
+
+async def test_replay_shows_a_past_value_then_back_to_live(
+    page: Page, make_api: Any, make_key: Any, ce: Any
+) -> None:
+    """The replay bar shows the overview as it stood at a past moment (a camera online that
+    went offline since), says it is not live, and one click brings the live tiles back."""
+    api = await make_api(stream_refresh_seconds=3600.0)
+    viewer = make_key("viewer")
+    camera = ce.code("camera.registered")
+    last = max(
+        await api.ingest(
+            ce.event("camera.registered", camera, time=now(-30)),
+            ce.event("camera.status", camera, time=now(-1), status="online"),
+        )
+    )
+    async with asyncio.timeout(15):
+        await api.app[PROJECTIONS].wait_for(last)
+    await asyncio.sleep(1.1)
+    moment = datetime.now(VN).replace(microsecond=0)  # the camera was online then
+    past = await overview(api, viewer, f"?as_of={quote(moment.isoformat())}")
+    await asyncio.sleep(1.1)
+    offline = ce.event("camera.status", camera, time=now(), status="offline")
+    last = max(await api.ingest(offline))
+    async with asyncio.timeout(15):
+        await api.app[PROJECTIONS].wait_for(last)
+
+    await open_live(page, api, viewer.secret)
+    live = await overview(api, viewer)
+    assert live["devices"]["camera"]["offline"] == past["devices"]["camera"]["offline"] + 1
+    await until_tiles(page, {name: at(live, name) for name in METRICS})
+
+    await page.evaluate("document.getElementById('replay-open').click()")
+    assert await page.evaluate("!document.getElementById('replay').hidden")
+    banner = "document.querySelector('.replay-banner').textContent"
+    assert await page.evaluate(banner) == "Đang phát lại — không phải trực tiếp"
+    assert await page.evaluate("opsRoom.connection") == "replay"  # the badge no longer says live
+    value = orjson.dumps(moment.isoformat()[:19]).decode()
+    await page.evaluate(
+        f"""(() => {{
+          document.getElementById('replay-at').value = {value};
+          document.getElementById('replay-speed').value = '1';
+          document.getElementById('replay-play').click();
+        }})()"""
+    )
+    await until_tiles(page, {name: at(past, name) for name in METRICS})
+    assert await page.evaluate("opsRoom.replay.time") == moment.isoformat()
+    await page.evaluate("document.getElementById('replay-play').click()")  # pause
+    await page.wait_for("opsRoom.replay.playing === false")
+    # in English too
+    await page.evaluate("document.getElementById('lang').click()")
+    assert await page.evaluate(banner) == "Replay — not live"
+    await page.evaluate("document.getElementById('lang').click()")
+
+    await page.evaluate("document.getElementById('replay-live').click()")
+    assert await page.evaluate("document.getElementById('replay').hidden")
+    assert await page.evaluate("opsRoom.replay") is None
+    assert await page.evaluate("opsRoom.connection") == "live"
+    await until_tiles(page, {name: at(live, name) for name in METRICS})
+    # live subscriptions carry on: a new camera shows at once
+    other = ce.code("camera.registered")
+    await api.ingest(
+        ce.event("camera.registered", other, time=now(-30)),
+        ce.event("camera.status", other, time=now(), status="degraded"),
+    )
+    degraded = at(live, "devices.camera.degraded") + 1
+    await until_tiles(page, {"devices.camera.degraded": degraded})

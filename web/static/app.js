@@ -88,6 +88,8 @@
     kpiHistory: new Map(),
     seenFeed: new Set(),
     firstFeed: true,
+    // the replay shown instead of the live overview (null: live); see "replay" below
+    replay: null,
   };
 
   // -- the delta rules of streams/topics.py ---------------------------------------------
@@ -190,6 +192,10 @@
     ws.onopen = () => {
       opened = true;
       for (const name of Object.keys(TOPICS)) subscribe(name, true);
+      // a replay lives on its socket: start it again where it was
+      if (app.replay && app.replay.started && !app.replay.ended) {
+        startReplay(app.replay.time || $("replay-at").value);
+      }
       settle();
     };
     ws.onmessage = (event) => {
@@ -261,7 +267,7 @@
   function settle() {
     if (!socket || socket.readyState !== WebSocket.OPEN) return;
     if (interrupted) setConnection("interrupted");
-    else setConnection("live");
+    else setConnection(app.replay ? "replay" : "live"); // a replay is not live, say so
   }
 
   function onFrame(frame) {
@@ -272,9 +278,19 @@
         setConnection("interrupted");
       } else if (frame.code === "snapshot_unavailable") {
         setConnection("resync");
+      } else if (frame.code === "invalid_replay" || frame.code === "replay_failed") {
+        if (app.replay) {
+          app.replay.playing = false;
+          app.replay.note = I.t("replay.invalid", { detail: frame.detail });
+          renderReplay();
+        }
       } else {
         console.warn("ops-room: server error", frame);
       }
+      return;
+    }
+    if (frame.replay || frame.op === "replay_end") {
+      onReplayFrame(frame);
       return;
     }
     const name = frame.topic;
@@ -314,6 +330,94 @@
       if (app.connection !== "resync") settle();
       changed(name);
     }
+  }
+
+  // -- replay ---------------------------------------------------------------------------
+  // The overview tiles can show the past: {"op": "replay"} on the same socket (one replay
+  // per socket), its frames ("replay": true) applied like live ones to a state of their
+  // own. Live subscriptions go on meanwhile; back to live shows them again at once.
+
+  /** A moment as the datetime input writes it: Vietnam time, to the second. */
+  function localInput(date) {
+    return new Date(date.getTime() + 7 * 3600 * 1000).toISOString().slice(0, 19);
+  }
+
+  function openReplay() {
+    if (!app.replay) {
+      app.replay = { state: null, playing: false, started: false, ended: false, time: null, note: "" };
+      if (!$("replay-at").value) $("replay-at").value = localInput(new Date(Date.now() - 3600 * 1000));
+    }
+    $("replay").hidden = false;
+    document.body.classList.add("replaying");
+    settle();
+    renderReplay();
+  }
+
+  function startReplay(from) {
+    const replay = app.replay;
+    const message = { op: "replay", topic: "overview", from: from, speed: Number($("replay-speed").value) };
+    if (app.scope) message.unit = app.scope;
+    Object.assign(replay, { playing: true, started: true, ended: false, note: "" });
+    send(message);
+    renderReplay();
+  }
+
+  function playPause() {
+    const replay = app.replay;
+    if (!replay) return;
+    if (replay.playing) {
+      replay.playing = false;
+      send({ op: "pause" });
+    } else if (replay.started && !replay.ended) {
+      replay.playing = true;
+      send({ op: "resume" });
+    } else {
+      startReplay($("replay-at").value);
+    }
+    renderReplay();
+  }
+
+  /** A new moment or speed: a new replay from there (it replaces the running one). */
+  function replayFrom(from) {
+    if (app.replay && app.replay.started) startReplay(from);
+  }
+
+  function backToLive() {
+    if (app.replay && app.replay.started) send({ op: "stop" });
+    app.replay = null;
+    $("replay").hidden = true;
+    document.body.classList.remove("replaying");
+    settle();
+    changed("overview");
+  }
+
+  function onReplayFrame(frame) {
+    const replay = app.replay;
+    if (!replay || frame.topic !== "overview") return;
+    if (frame.op === "snapshot") {
+      replay.state = frame.data;
+    } else if (frame.op === "delta" && replay.state) {
+      replay.state = applyDelta("overview", replay.state, frame.data);
+    } else if (frame.op === "replay_paused") {
+      replay.playing = false;
+    } else if (frame.op === "replay_end") {
+      replay.playing = false;
+      replay.ended = true;
+    }
+    if (frame.time) replay.time = frame.time;
+    changed("overview");
+    renderReplay();
+  }
+
+  function renderReplay() {
+    const replay = app.replay;
+    if (!replay) return;
+    $("replay-play").textContent = I.t(replay.playing ? "replay.pause" : "replay.play");
+    const time = replay.time ? I.clock(replay.time) + " " + I.time(replay.time) : "";
+    let text = "";
+    if (replay.note) text = replay.note;
+    else if (time) text = I.t(replay.ended ? "replay.ended" : replay.playing ? "replay.at" : "replay.paused", { time: time });
+    $("replay-time").textContent = text;
   }
 
   // -- HTTP calls -----------------------------------------------------------------------
@@ -404,7 +508,7 @@
   }
 
   function renderOverview() {
-    const data = app.states.overview;
+    const data = app.replay && app.replay.state ? app.replay.state : app.states.overview;
     if (!data) return;
     for (const node of document.querySelectorAll(".tiles [data-metric], .rfigures [data-metric]")) {
       const path = node.dataset.metric;
@@ -1367,6 +1471,7 @@
     const auth = $("auth");
     if (!auth.hidden) $("auth-message").textContent = I.t("auth." + auth.dataset.reason);
     renderAll();
+    renderReplay();
     if (!$("lineage").hidden) renderLineage();
   }
 
@@ -1423,6 +1528,7 @@
     app.states = {};
     app.positions = {};
     app.firstFeed = true;
+    if (app.replay) backToLive();
     for (const name of Object.keys(TOPICS)) subscribe(name, false);
   }
 
@@ -1503,6 +1609,13 @@
       applyTexts();
     });
     $("scope").addEventListener("change", (event) => changeScope(event.target.value));
+    $("replay-open").addEventListener("click", openReplay);
+    $("replay-play").addEventListener("click", playPause);
+    $("replay-live").addEventListener("click", backToLive);
+    $("replay-at").addEventListener("change", (event) => replayFrom(event.target.value));
+    $("replay-speed").addEventListener("change", () => {
+      if (app.replay && app.replay.time) replayFrom(app.replay.time);
+    });
     // every figure opens where it comes from
     document.addEventListener("click", (event) => {
       const node = event.target.closest("[data-metric]");
@@ -1568,6 +1681,10 @@
     /** The lineage shown: the request and the items loaded so far. */
     get lineage() {
       return { request: lineage.request, items: lineage.items, next: lineage.next };
+    },
+    /** The replay shown instead of the live overview (null: live). */
+    get replay() {
+      return app.replay;
     },
     /** Frames received by op and topic (snapshots, deltas). */
     get counts() {
