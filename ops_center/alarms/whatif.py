@@ -29,9 +29,10 @@ recording time as the clock it may differ from the live engine around midnight.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final
 from uuid import UUID
 
@@ -41,6 +42,7 @@ from ops_center.alarms.rules.observe import UnitOf
 from ops_center.alarms.rules.thresholds import Thresholds
 from ops_center.domain.alarm import Alarm
 from ops_center.province.calendar import iso
+from ops_center.settings import Settings
 from ops_center.store.log import Event
 
 #: The operators' action the what-if applies (acknowledging changes no decision).
@@ -166,3 +168,56 @@ def summary(would_raise: list[Outcome], raised: list[Outcome]) -> dict[str, int]
         "only_what_if": sum(1 for o in would_raise if o.key() not in real),
         "only_raised": sum(1 for o in raised if o.key() not in mine),
     }
+
+
+# -- thresholds by their settings names -----------------------------------------------------
+
+#: The thresholds a what-if may set: the settings ``alarm_*_seconds`` without ``alarm_``
+#: (environment ``OPS_CENTER_ALARM_<NAME>``), to the `Thresholds` field each one sets.
+THRESHOLD_NAMES: Final = {
+    "offline_grace_seconds": "offline_grace",
+    "alert_hold_seconds": "alert_hold",
+    "dossier_grace_seconds": "dossier_grace",
+}
+#: The largest threshold accepted, in seconds (a year: beyond it nothing could raise).
+MAX_THRESHOLD: Final = 366 * 86_400.0
+
+
+class BadThreshold(ValueError):
+    """A threshold that cannot be used: `names` (sorted) and why."""
+
+    def __init__(self, names: list[str], reason: str) -> None:
+        super().__init__(f"{', '.join(names)}: {reason}")
+        self.names = names
+        self.reason = reason
+
+
+def in_force(settings: Settings) -> dict[str, float]:
+    """The thresholds of the settings, by their names."""
+    return {name: float(getattr(settings, f"alarm_{name}")) for name in THRESHOLD_NAMES}
+
+
+def overridden(base: Mapping[str, float], changes: Mapping[str, object]) -> dict[str, float]:
+    """`base` with `changes`; `BadThreshold` for unknown names (all of them named), values
+    that are not numbers, negative or beyond `MAX_THRESHOLD`."""
+    unknown = sorted(set(changes) - set(THRESHOLD_NAMES))
+    if unknown:
+        known = ", ".join(THRESHOLD_NAMES)
+        raise BadThreshold(unknown, f"not a threshold of the alarm rules (known: {known})")
+    values = dict(base)
+    for name, value in changes.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise BadThreshold([name], "must be a number of seconds")
+        if not math.isfinite(value) or value < 0:
+            raise BadThreshold([name], "must be a number of seconds >= 0")
+        if value > MAX_THRESHOLD:
+            raise BadThreshold([name], f"must be at most {MAX_THRESHOLD:.0f} seconds")
+        values[name] = float(value)
+    return values
+
+
+def thresholds_of(values: Mapping[str, float]) -> Thresholds:
+    """`Thresholds` from values by their names."""
+    return Thresholds(
+        **{field: timedelta(seconds=values[name]) for name, field in THRESHOLD_NAMES.items()}
+    )
