@@ -22,12 +22,12 @@ from ops_center.alarms.history import replay
 from ops_center.alarms.whatif import (
     BadThreshold,
     Outcome,
+    answer,
     in_force,
     overridden,
-    summary,
     thresholds_of,
 )
-from ops_center.province.calendar import iso, parse_instant
+from ops_center.province.calendar import parse_instant
 from projections.read import alarms as alarms_read
 from web.appkeys import PRINCIPAL, PROFILE, SETTINGS
 from web.params import BadParameter, json_response, snapshot
@@ -110,16 +110,7 @@ async def post_what_if(request: web.Request) -> web.StreamResponse:
         would = await replay(conn, thresholds_of(values), unit_of, start, end)
         rows = await alarms_read.alarms_raised(conn, start=start, end=end)
     raised = [Outcome(**r) for r in rows]
-    return json_response(
-        {
-            "from": iso(start),
-            "to": iso(end),
-            "thresholds": values,
-            "would_raise": [o.as_json() for o in would],
-            "raised": [o.as_json() for o in raised],
-            "summary": summary(would, raised),
-        }
-    )
+    return json_response(answer(start, end, values, would, raised))
 
 
 def add_what_if_route(app: web.Application) -> None:

@@ -221,3 +221,21 @@ def thresholds_of(values: Mapping[str, float]) -> Thresholds:
     return Thresholds(
         **{field: timedelta(seconds=values[name]) for name, field in THRESHOLD_NAMES.items()}
     )
+
+
+def answer(
+    start: datetime,
+    end: datetime,
+    values: Mapping[str, float],
+    would_raise: list[Outcome],
+    raised: list[Outcome],
+) -> dict[str, Any]:
+    """The answer of a what-if (the HTTP body and the CLI's ``--json``)."""
+    return {
+        "from": iso(start),
+        "to": iso(end),
+        "thresholds": dict(values),
+        "would_raise": [o.as_json() for o in would_raise],
+        "raised": [o.as_json() for o in raised],
+        "summary": summary(would_raise, raised),
+    }

@@ -8,12 +8,17 @@ other moments than the what-if evaluates: raising times come from the observatio
 
 from __future__ import annotations
 
+import asyncio
+import os
 import secrets
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
+import orjson
 import psycopg
 import pytest
 
@@ -103,13 +108,22 @@ def _alarms(url: str, desk: AlarmDesk) -> list[Any]:
     return list(desk.load_alarms(ids).values())
 
 
-async def _run(url: str, thresholds: Thresholds, **kw: Any) -> tuple[list[Outcome], list[Outcome]]:
+async def _project(url: str) -> None:
+    """Bring the alarms read model up to the log."""
     conn = await asyncpg.connect(url)
     try:
         projection = AlarmsProjection()
         await ensure_schema(conn, [projection])
         while not (await step(conn, projection)).caught_up:
             pass
+    finally:
+        await conn.close()
+
+
+async def _run(url: str, thresholds: Thresholds, **kw: Any) -> tuple[list[Outcome], list[Outcome]]:
+    await _project(url)
+    conn = await asyncpg.connect(url)
+    try:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             mine = await replay(conn, thresholds, PROFILE.unit_of, at(0), at(60), **kw)
             real = [Outcome(**r) for r in await alarms_raised(conn, start=at(0), end=at(60))]
@@ -161,3 +175,41 @@ async def test_a_longer_grace_raises_a_subset(history: str) -> None:
     counts = summary(mine, real)
     assert counts["would_raise"] < counts["raised"]
     assert counts["only_raised"] >= 1
+
+
+def test_the_cli_runs_and_prints(history: str) -> None:
+    asyncio.run(_project(history))
+    env = {k: v for k, v in os.environ.items() if k not in ("OPS_CENTER_DEBUG", "REDIS_URL")}
+    env["DATABASE_URL"] = history
+    env["OPS_CENTER_ALARM_OFFLINE_GRACE_SECONDS"] = "300"
+    command = [sys.executable, "-m", "ops_center.cli", "alarms", "what-if"]
+    window = ["--from", at(0).isoformat(), "--to", at(60).isoformat()]
+    before = _count(history)
+    done = subprocess.run([*command, *window], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == (
+        f"what-if of the alarm rules from {at(0).isoformat()} to {at(60).isoformat()}"
+    )
+    assert "  offline_grace_seconds = 300" in done.stdout
+    assert "would raise 6 alarms; 6 were raised; 0 only in the what-if, 0 only raised" in (
+        done.stdout
+    )
+    assert "what-if" in done.stderr  # the progress line
+    longer = subprocess.run(
+        [*command, *window, "--set", "offline_grace_seconds=600", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert longer.returncode == 0, longer.stderr
+    body = orjson.loads(longer.stdout)
+    assert body["thresholds"]["offline_grace_seconds"] == 600.0
+    assert "CAM-1" not in {a["subject"] for a in body["would_raise"]}
+    assert len(body["raised"]) == 6
+    unknown = subprocess.run(
+        [*command, *window, "--set", "nope_seconds=1"], env=env, capture_output=True, text=True
+    )
+    assert unknown.returncode == 2
+    assert "nope_seconds" in unknown.stderr
+    assert _count(history) == before
