@@ -23,8 +23,14 @@ Why it reproduces the live engine with today's thresholds:
   that were raised. With other thresholds an occurrence may not line up with the real one;
   the resolution then applies to whatever alarm has that id, or to none.
 
-The indicators' cause (``kpi_off_track``) judges on the clock's local date; with the
-recording time as the clock it may differ from the live engine around midnight.
+Where it cannot reproduce: the live engine's clock is the wall clock of each step, which
+the log does not keep. While the rules keep up with the log (the normal case) that is the
+recording time, as here. After a catch-up (the rules stopped for a while, or a history
+loaded in bulk), the engine evaluated the subjects it touched at the catch-up's wall clock:
+their facts' clock jumped ahead, and alarms of that stretch carry catch-up times (a dossier
+judged overdue "now", a clear at "now"); the what-if evaluates them at their own moments
+instead, which is what the rules would have done live. The indicators' cause
+(``kpi_off_track``) judges on the clock's local date and may differ around midnight.
 """
 
 from __future__ import annotations
