@@ -27,7 +27,7 @@ from ops_center.alarms.whatif import (
     overridden,
     thresholds_of,
 )
-from ops_center.province.calendar import parse_instant
+from ops_center.province.calendar import now, parse_instant
 from projections.read import alarms as alarms_read
 from web.appkeys import PRINCIPAL, PROFILE, SETTINGS
 from web.params import BadParameter, json_response, snapshot
@@ -107,7 +107,7 @@ async def post_what_if(request: web.Request) -> web.StreamResponse:
         return _invalid(exc.names, exc.reason)
     unit_of = request.app[PROFILE].unit_of
     async with snapshot(request) as conn:
-        would = await replay(conn, thresholds_of(values), unit_of, start, end)
+        would = await replay(conn, thresholds_of(values), unit_of, start, end, now=now())
         rows = await alarms_read.alarms_raised(conn, start=start, end=end)
     raised = [Outcome(**r) for r in rows]
     return json_response(answer(start, end, values, would, raised))

@@ -41,13 +41,14 @@ async def replay(
     start: datetime,
     end: datetime,
     *,
+    now: datetime | None = None,
     progress: Callable[[int, int], None] | None = None,
     chunk: int = CHUNK,
 ) -> list[Outcome]:
-    """The alarms the rules would raise in ``[start, end)`` with `thresholds`.
-    `progress(position, head)` is called after each chunk."""
+    """The alarms the rules would raise in ``[start, end)`` with `thresholds`, judged at
+    `end` or `now` if earlier. `progress(position, head)` is called after each chunk."""
     head: int = await conn.fetchval(f"SELECT coalesce(max(notification_id), 0) FROM {EVENTS_TABLE}")
-    run = WhatIf(thresholds, unit_of, start, end)
+    run = WhatIf(thresholds, unit_of, start, end, now)
     position = 0
     while position < head:
         rows = await conn.fetch(_SELECT, position, head, _TOPICS, chunk)

@@ -84,11 +84,19 @@ class WhatIf:
     `finish` once; `events` counts those folded."""
 
     def __init__(
-        self, thresholds: Thresholds, unit_of: UnitOf, start: datetime, end: datetime
+        self,
+        thresholds: Thresholds,
+        unit_of: UnitOf,
+        start: datetime,
+        end: datetime,
+        now: datetime | None = None,
     ) -> None:
         self.thresholds = thresholds
         self.start = start
         self.end = end
+        #: The last moment evaluated: `end`, or `now` when `end` is later (a grace period
+        #: that has not run out yet raises nothing, as with the live rules).
+        self.until = end if now is None else min(end, now)
         self.facts: dict[UUID, Facts] = {}
         self.records: dict[tuple[UUID, str], CauseRecord] = {}
         self.alarms: dict[UUID, Alarm] = {}
@@ -140,10 +148,10 @@ class WhatIf:
         self.book.touched.clear()
 
     def finish(self) -> list[Outcome]:
-        """Evaluate what is due by `end`, and the alarms raised in ``[start, end)``, in
+        """Evaluate what is due by `until`, and the alarms raised in ``[start, end)``, in
         the order of their raising."""
         for subject in list(self.facts):
-            self.book.on_clock(subject, self.end)
+            self.book.on_clock(subject, self.until)
         self._harvest()
         found = []
         for alarm_id, raised_at in self._raised.items():

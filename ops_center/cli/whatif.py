@@ -28,6 +28,7 @@ from ops_center.alarms.whatif import (
     overridden,
     thresholds_of,
 )
+from ops_center.province.calendar import now
 from ops_center.province.profile import load_profile
 from ops_center.runtime.failures import USAGE
 from ops_center.runtime.progress import Progress
@@ -93,7 +94,13 @@ async def _run(
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             progress.restart()
             would = await replay(
-                conn, thresholds_of(values), unit_of, args.start, args.end, progress=show
+                conn,
+                thresholds_of(values),
+                unit_of,
+                args.start,
+                args.end,
+                now=now(),
+                progress=show,
             )
             progress.show(progress.total or 0, final=True)
             rows = await alarms_read.alarms_raised(conn, start=args.start, end=args.end)

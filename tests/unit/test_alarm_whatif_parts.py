@@ -11,6 +11,7 @@ from ops_center.alarms.whatif import (
     THRESHOLD_NAMES,
     BadThreshold,
     Outcome,
+    WhatIf,
     answer,
     in_force,
     overridden,
@@ -18,6 +19,7 @@ from ops_center.alarms.whatif import (
     thresholds_of,
 )
 from ops_center.province.calendar import TZ
+from ops_center.province.profile import load_profile
 from ops_center.settings import Settings
 
 T0 = datetime(2026, 11, 20, 8, 0, tzinfo=TZ)
@@ -72,3 +74,13 @@ def test_summary_compares_on_cause_subject_unit_and_times() -> None:
         }
     ]
     assert body["summary"]["only_what_if"] == 1
+
+
+def test_a_period_ending_in_the_future_is_judged_now() -> None:
+    unit_of = load_profile().unit_of
+    end = T0 + timedelta(days=1)
+    assert WhatIf(Thresholds(), unit_of, T0, end, T0 + timedelta(hours=1)).until == (
+        T0 + timedelta(hours=1)
+    )
+    assert WhatIf(Thresholds(), unit_of, T0, end, end + timedelta(days=1)).until == end
+    assert WhatIf(Thresholds(), unit_of, T0, end).finish() == []
