@@ -14,8 +14,9 @@
   the alarm's new state and the log ``position`` of the stored event (the read model
   shows it once its projection has applied that position).
 
-`add_alarm_routes` registers the routes; the `AlarmDesk` they act through is a resource
-of `web.resources`.
+``POST /api/v1/alarms/what-if`` (the rules over the history with other thresholds) is in
+`web.alarms_whatif`. `add_alarm_routes` registers the routes; the `AlarmDesk` they act
+through is a resource of `web.resources`.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from ops_center.province.calendar import iso, now
 from projections.read import alarms as alarms_read
 from projections.read.places import Places
 from web import params
+from web.alarms_whatif import add_what_if_route
 from web.appkeys import ALARM_DESK, PRINCIPAL, PROFILE, SETTINGS
 from web.params import DEFAULT_PAGE, MAX_PAGE, BadParameter, query_handler, reads, snapshot
 from web.problems import problem
@@ -223,3 +225,4 @@ def add_alarm_routes(app: web.Application) -> None:
     router.add_get("/api/v1/alarms/{id}", get_alarm)
     router.add_post("/api/v1/alarms/{id}/ack", post_ack)
     router.add_post("/api/v1/alarms/{id}/resolve", post_resolve)
+    add_what_if_route(app)

@@ -1,4 +1,5 @@
-"""``ops-center alarms stats``: how long alarms stayed open, as a table.
+"""``ops-center alarms stats``: how long alarms stayed open, as a table (``alarms what-if``
+is in `ops_center.cli.whatif`).
 
 The same figures as ``GET /api/v1/alarms/stats`` (`projections.read.alarms.alarm_stats`),
 read from the database directly (the server need not run): per cause and unit of the
@@ -21,6 +22,7 @@ from typing import Any, TextIO
 import asyncpg
 
 from ops_center.alarms.rules.observe import CAUSES
+from ops_center.cli import whatif as whatif_cli
 from ops_center.province.calendar import now, parse_instant
 from ops_center.province.profile import load_profile
 from ops_center.runtime.failures import USAGE
@@ -74,6 +76,12 @@ def add_arguments(
     stats.add_argument(
         "--profile", type=Path, help="province profile file, for --unit (default: demo)"
     )
+    what_if = commands.add_parser(
+        "what-if",
+        parents=parents,
+        help="the alarm rules over a period of the history with other thresholds",
+    )
+    whatif_cli.add_arguments(what_if, _time)
 
 
 def _cell(value: Any) -> str:
@@ -131,7 +139,9 @@ async def _stats(database: Database, args: argparse.Namespace, units: Any) -> di
 
 
 def run(args: argparse.Namespace, settings: Settings, database: Database | str) -> int:
-    """Run ``alarms stats``; the exit status."""
+    """Run ``alarms stats`` (or ``alarms what-if``); the exit status."""
+    if args.alarms_command == "what-if":
+        return whatif_cli.run(args, settings, database)
     units = None
     if args.unit is not None:
         profile = load_profile(args.profile or settings.profile)

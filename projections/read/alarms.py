@@ -320,3 +320,18 @@ async def alarm_stats(
         for r in rows
     ]
     return {"from": iso(start), "to": iso(end), "position": position, "items": items}
+
+
+async def alarms_raised(conn: Any, *, start: datetime, end: datetime) -> list[dict[str, Any]]:
+    """The alarms raised in ``[start, end)`` as the what-if compares them
+    (``POST /api/v1/alarms/what-if``): cause, subject, unit, raised_at and resolved_at
+    (null when not resolved before `end`: the what-if cannot see later), oldest first."""
+    rows = await conn.fetch(
+        "SELECT cause, subject, unit, raised_at, "
+        "CASE WHEN resolved_at < $2 THEN resolved_at END AS resolved_at "
+        "FROM rm_alarms WHERE raised_at >= $1 AND raised_at < $2 "
+        "ORDER BY raised_at, cause, subject",
+        start,
+        end,
+    )
+    return [dict(r) for r in rows]

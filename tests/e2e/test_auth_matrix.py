@@ -57,7 +57,7 @@ def allowed_roles(method: str, path: str) -> frozenset[str] | None:
         return EVERYONE
     if method in ("GET", "HEAD") and (path.startswith("/api/v1/") or path == "/ws"):
         return READERS
-    if method == "POST" and ALARM_ACTION.match(path):
+    if method == "POST" and (ALARM_ACTION.match(path) or path == "/api/v1/alarms/what-if"):
         return frozenset({"operator", "admin"})
     raise AssertionError(f"route {method} {path} is not classified in the auth matrix")
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any, Final
 
 from ops_center.alarms.rules.observe import CAUSES
+from ops_center.alarms.whatif import MAX_THRESHOLD, THRESHOLD_NAMES
 from ops_center.domain.alarm import SEVERITIES, STATES
 from projections.read.alarms import STATE_FILTERS
+from web.alarms_whatif import MAX_SPAN
 from web.openapi.building import BBOX, JSON_TYPE, REBUILDING, json_body, param, problem, ref
 from web.openapi.building import TIME_PARAM as _TIME_PARAM
 from web.params import MAX_PAGE
@@ -234,6 +236,59 @@ ALARM_SCHEMAS: Final[dict[str, Any]] = {
             "at": _TIME,
         },
     },
+    "AlarmWhatIfItem": {
+        "type": "object",
+        "required": ["cause", "subject", "unit", "raised_at", "resolved_at"],
+        "additionalProperties": False,
+        "properties": {
+            "cause": {"enum": list(CAUSES)},
+            "subject": {"type": "string"},
+            "unit": _NULLABLE_TEXT,
+            "raised_at": _TIME,
+            "resolved_at": {
+                "type": ["string", "null"],
+                "format": "date-time",
+                "description": "null when not resolved before `to`",
+            },
+        },
+    },
+    "AlarmWhatIf": {
+        "type": "object",
+        "required": ["from", "to", "thresholds", "would_raise", "raised", "summary"],
+        "additionalProperties": False,
+        "properties": {
+            "from": _TIME,
+            "to": _TIME,
+            "thresholds": {
+                "type": "object",
+                "description": "every threshold in force for the run, in seconds",
+                "required": list(THRESHOLD_NAMES),
+                "additionalProperties": False,
+                "properties": {name: {"type": "number", "minimum": 0} for name in THRESHOLD_NAMES},
+            },
+            "would_raise": {
+                "type": "array",
+                "items": ref("AlarmWhatIfItem"),
+                "description": "the alarms the rules raise in [from, to) with these thresholds",
+            },
+            "raised": {
+                "type": "array",
+                "items": ref("AlarmWhatIfItem"),
+                "description": "the alarms really raised in [from, to) (the read model)",
+            },
+            "summary": {
+                "type": "object",
+                "required": ["would_raise", "raised", "only_what_if", "only_raised"],
+                "additionalProperties": False,
+                "properties": {
+                    "would_raise": _COUNT,
+                    "raised": _COUNT,
+                    "only_what_if": _COUNT,
+                    "only_raised": _COUNT,
+                },
+            },
+        },
+    },
 }
 
 
@@ -303,6 +358,56 @@ ALARM_PATHS: Final[dict[str, Any]] = {
                 "200": json_body(ref("AlarmStats"), "statistics"),
                 "400": problem("a bad parameter (`invalid_params` names it)"),
                 **_ERRORS,
+            },
+        }
+    },
+    "/api/v1/alarms/what-if": {
+        "post": {
+            "summary": "The alarm rules over [from, to) of the history with other thresholds "
+            "(operator, admin; nothing is written)",
+            "tags": ["alarms"],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    JSON_TYPE: {
+                        "schema": {
+                            "type": "object",
+                            "required": ["from", "to"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "from": {**_TIME, "description": "start (inclusive)"},
+                                "to": {
+                                    **_TIME,
+                                    "description": f"end (exclusive), at most "
+                                    f"{MAX_SPAN.days} days after from",
+                                },
+                                "thresholds": {
+                                    "type": "object",
+                                    "description": "seconds by threshold name; those not "
+                                    "named keep the server's settings",
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        name: {
+                                            "type": "number",
+                                            "minimum": 0,
+                                            "maximum": MAX_THRESHOLD,
+                                        }
+                                        for name in THRESHOLD_NAMES
+                                    },
+                                },
+                            },
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "200": json_body(ref("AlarmWhatIf"), "what the rules would raise, and what was"),
+                "400": problem(
+                    "a bad body, time or threshold (`invalid_params` names them, every "
+                    "unknown threshold)"
+                ),
+                "401": _ERRORS["401"],
+                "403": problem("the key is not an operator or admin key"),
             },
         }
     },
