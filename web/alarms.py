@@ -132,17 +132,11 @@ async def get_alarm(request: web.Request) -> web.StreamResponse:
 
 async def _note(request: web.Request) -> str | None:
     """The optional `note` of an action's body (none, or a JSON object)."""
-    raw = await request.read()
-    if len(raw) > MAX_ACTION_BODY:
-        raise BadParameter("body", f"is larger than {MAX_ACTION_BODY} bytes")
-    if not raw.strip():
+    body = await params.json_object(
+        request, limit=MAX_ACTION_BODY, example='{"note": "..."}', allow_empty=True
+    )
+    if body is None:
         return None
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise BadParameter("body", f"is not JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise BadParameter("body", 'must be a JSON object such as {"note": "..."}')
     unknown = sorted(set(body) - {"note"})
     if unknown:
         raise BadParameter(unknown[0], "is not a field of this action (only 'note')")

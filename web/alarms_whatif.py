@@ -15,7 +15,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-import orjson
 from aiohttp import web
 
 from ops_center.alarms.history import replay
@@ -30,7 +29,7 @@ from ops_center.alarms.whatif import (
 from ops_center.province.calendar import now, parse_instant
 from projections.read import alarms as alarms_read
 from web.appkeys import PRINCIPAL, PROFILE, SETTINGS
-from web.params import BadParameter, json_response, snapshot
+from web.params import BadParameter, json_object, json_response, snapshot
 from web.problems import problem
 
 # Limits
@@ -55,15 +54,7 @@ def _time(body: dict[str, Any], name: str) -> datetime:
 
 
 async def _body(request: web.Request) -> tuple[datetime, datetime, dict[str, Any]]:
-    raw = await request.read()
-    if len(raw) > MAX_BODY:
-        raise BadParameter("body", f"is larger than {MAX_BODY} bytes")
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise BadParameter("body", f"is not JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise BadParameter("body", 'must be a JSON object such as {"from": ..., "to": ...}')
+    body = await json_object(request, limit=MAX_BODY, example='{"from": ..., "to": ...}')
     unknown = sorted(set(body) - _FIELDS)
     if unknown:
         raise BadParameter(unknown[0], "is not a field (only 'from', 'to', 'thresholds')")

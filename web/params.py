@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from functools import wraps
-from typing import Any, Final
+from typing import Any, Final, Literal, overload
 
 import orjson
 from aiohttp import web
@@ -44,6 +44,34 @@ class BadParameter(Exception):
         super().__init__(f"{name}: {reason}")
         self.name = name
         self.reason = reason
+
+
+@overload
+async def json_object(
+    request: web.Request, *, limit: int, example: str, allow_empty: Literal[False] = False
+) -> dict[str, Any]: ...
+@overload
+async def json_object(
+    request: web.Request, *, limit: int, example: str, allow_empty: bool
+) -> dict[str, Any] | None: ...
+async def json_object(
+    request: web.Request, *, limit: int, example: str, allow_empty: bool = False
+) -> dict[str, Any] | None:
+    """The request's body as a JSON object of at most `limit` bytes (`BadParameter`
+    ``body`` otherwise, `example` showing the expected shape). An empty body is `None`
+    where `allow_empty`, else it is not JSON."""
+    raw = await request.read()
+    if len(raw) > limit:
+        raise BadParameter("body", f"is larger than {limit} bytes")
+    if allow_empty and not raw.strip():
+        return None
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadParameter("body", f"is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise BadParameter("body", f"must be a JSON object such as {example}")
+    return body
 
 
 def json_response(body: Any, status: int = 200) -> web.Response:
