@@ -174,7 +174,7 @@ class BenchServer:
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                 continue
             role = argv[argv.index(CHILD_MODULE) + 1] if CHILD_MODULE in argv[:-1] else None
-            found.setdefault(role if role in found else "supervisor", []).append(child.pid)
+            found[role if role in found else "supervisor"].append(child.pid)
         return found
 
     def memory_mb(self) -> tuple[float, float]:
