@@ -443,10 +443,11 @@ def _wrk_phase(
     """The single-event phase again, from ``wrk``; None without events or without wrk."""
     if not events:
         return None
-    if wrk_executable() is None:
+    executable = wrk_executable()
+    if executable is None:
         note("  wrk single: skipped, wrk is not installed (Debian: apt-get install wrk)")
         return None
-    run = WrkRun(directory, events, token, connections=WRK_CONNECTIONS)
+    run = WrkRun(executable, directory, events, token, connections=WRK_CONNECTIONS)
     seconds = max(2, min(WRK_MAX_SECONDS, round(WRK_TIME_SHARE * len(events) / single_rate)))
     note(f"  wrk single: {seconds} s over {WRK_CONNECTIONS} connections")
     roles = server.roles()

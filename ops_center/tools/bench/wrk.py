@@ -95,21 +95,19 @@ def parse(output: str) -> WrkReport:
 
 
 class WrkRun:
-    """One ``wrk`` run sending `events` once each over `connections` connections."""
+    """One run of the ``wrk`` at `executable` (`wrk_executable`) sending `events` once
+    each over `connections` connections."""
 
     def __init__(
         self,
+        executable: str,
         directory: Path,
         events: Sequence[dict[str, Any]],
         token: str,
         *,
         connections: int,
     ) -> None:
-        executable = wrk_executable()
-        if executable is None:
-            raise WrkError("wrk is not installed (Debian: apt-get install wrk)")
         self.executable = executable
-        self.events = len(events)
         self.connections = connections
         self._events = directory / "wrk-events.jsonl"
         self._events.write_bytes(b"\n".join(orjson.dumps(e) for e in events) + b"\n")
