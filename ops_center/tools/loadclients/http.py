@@ -9,6 +9,9 @@ of a worker take the next body in turn.
 
 * Closed loop (`rate` None): every connection sends its next request as soon as the
   previous one is answered.
+* Pinned (`pinned`): connection ``j`` of a worker sends that worker's bodies ``j, j +
+  connections, ...`` one after the other, so bodies laid out by lane (body ``k`` from
+  lane ``k % connections``) keep each lane's order, as a subject's events need.
 * Open loop (`rate` requests/s over all workers): request ``k`` of worker ``w`` is due at
   ``start + (k * processes + w) / rate``; a connection waits for the due time of the body
   it takes. When all connections are busy, requests leave late: the result keeps the due
@@ -95,6 +98,9 @@ class HttpConfig:
     rate: float | None
     duration: float | None
     timeout: float
+    #: Connection ``j`` of a worker sends that worker's bodies ``j, j + C, j + 2C...``
+    #: in order (False: each connection takes the next body not yet taken).
+    pinned: bool = False
 
     def head(self) -> bytes:
         """The request's start, up to the value of Content-Length."""
@@ -278,6 +284,18 @@ class _Sender:
         #: Connections in use, watched for requests that take longer than the timeout.
         self.live: set[HttpProtocol] = set()
         self._next = 0
+        #: Pinned: the next body of each connection (its slot in `protocols`).
+        self._pinned: list[int] = []
+
+    def _take(self, slot: int) -> int | None:
+        """The next body for the connection in `slot` (None: it has none left)."""
+        if self.config.pinned:
+            k = self._pinned[slot]
+            self._pinned[slot] = k + len(self.protocols)
+        else:
+            k = self._next
+            self._next += 1
+        return k if k < len(self.bodies) else None
 
     async def connect(self) -> HttpProtocol | None:
         loop = asyncio.get_running_loop()
@@ -295,6 +313,7 @@ class _Sender:
     async def open(self) -> int:
         opened = await asyncio.gather(*(self.connect() for _ in range(self.config.connections)))
         self.protocols = [p for p in opened if p is not None]
+        self._pinned = list(range(len(self.protocols)))
         return len(self.protocols)
 
     async def run(self, start_ns: int) -> None:
@@ -306,7 +325,9 @@ class _Sender:
             end_ns = start_ns + int(self.config.duration * 1e9)
         watchdog = asyncio.create_task(self._watch())
         try:
-            await asyncio.gather(*(self._lane(p, start_ns, end_ns) for p in self.protocols))
+            await asyncio.gather(
+                *(self._lane(slot, p, start_ns, end_ns) for slot, p in enumerate(self.protocols))
+            )
         finally:
             watchdog.cancel()
 
@@ -319,15 +340,15 @@ class _Sender:
             for protocol in list(self.live):
                 protocol.expire(now, self.config.timeout)
 
-    async def _lane(self, protocol: HttpProtocol | None, start_ns: int, end_ns: int | None) -> None:
+    async def _lane(
+        self, slot: int, protocol: HttpProtocol | None, start_ns: int, end_ns: int | None
+    ) -> None:
         config = self.config
         r = self.result
         interval = 1e9 / config.rate if config.rate else 0.0
         head = config.head()
         try:
-            while self._next < len(self.bodies):
-                k = self._next
-                self._next += 1
+            while (k := self._take(slot)) is not None:
                 due = start_ns + int((k * config.processes + self.worker) * interval)
                 if end_ns is not None and due >= end_ns:
                     return
@@ -553,6 +574,7 @@ class HttpLoad:
         rate: float | None = None,
         duration: float | None = None,
         timeout: float = REQUEST_TIMEOUT,
+        pinned: bool = False,
     ) -> None:
         if processes < 1 or connections < 1:
             raise ValueError("processes and connections must be at least 1")
@@ -570,6 +592,7 @@ class HttpLoad:
             rate=rate,
             duration=duration,
             timeout=timeout,
+            pinned=pinned,
         )
         self.bodies = bodies
         self.workers: list[Worker] = []

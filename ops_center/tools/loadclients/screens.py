@@ -53,7 +53,6 @@ import functools
 import json
 import os
 import re
-import resource
 import select
 import socket
 import sys
@@ -74,6 +73,7 @@ from ops_center.tools.loadclients.workers import (
     LoadClientError,
     ProcessUsage,
     Worker,
+    raise_file_limit,
     run_worker,
 )
 
@@ -729,16 +729,9 @@ class _Fleet:
         return self.report, self.arrivals, self.records
 
 
-def _raise_file_limit(needed: int) -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < needed:
-        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-
-
 def _serve(conn: Connection, config: ScreensConfig, worker: int) -> None:
     fleet = _Fleet(config, worker, conn)
-    _raise_file_limit(fleet.report.screens + 64)
+    raise_file_limit(fleet.report.screens + 64)
     fleet.connect_all(time.monotonic() + config.ready_timeout)
     conn.send(("ready", fleet.status()))
     fleet.serve()

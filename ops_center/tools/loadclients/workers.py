@@ -135,6 +135,15 @@ class Worker:
         self.conn.close()
 
 
+def raise_file_limit(needed: int) -> None:
+    """Raise this process's soft limit of open files to `needed` (at most the hard
+    limit); its children inherit it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
 def run_worker(
     conn: Connection, main: Callable[[Connection], Coroutine[Any, Any, None] | None]
 ) -> None:
