@@ -10,8 +10,8 @@ Modules: `options` (every benchmark's options; cheap to import), `harness` (the 
 database, the server process, the profiler), `client` (a minimal HTTP client), `server`
 (the server process itself), `meters` (counts, positions, CPU time), `report` (percentiles,
 tables, the machine, budgets); then per benchmark: `ingest` with `ingest_results` and
-`baselines`; `projections` with `fill`, `queries` and `projections_results`; `streams`
-with `screens`.
+`baselines`; `projections` with `fill`, `queries` and `projections_results`; `streams` with
+`streams_results` (its clients are the lean ones of `ops_center.tools.loadclients`).
 """
 
 from __future__ import annotations

@@ -177,15 +177,6 @@ class BenchServer:
             found[role if role in found else "supervisor"].append(child.pid)
         return found
 
-    def memory_mb(self) -> tuple[float, float]:
-        """Resident memory now and at its peak (VmRSS, VmHWM), in MB."""
-        values = {}
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            name, _, rest = line.partition(":")
-            if name in ("VmRSS", "VmHWM"):
-                values[name] = int(rest.split()[0]) / 1024
-        return values.get("VmRSS", float("nan")), values.get("VmHWM", float("nan"))
-
     def stop(self) -> None:
         """Graceful stop (SIGTERM: the writer commits what it holds), then SIGKILL."""
         process, self._process = self._process, None

@@ -67,7 +67,7 @@ from ops_center.tools.bench.ingest_results import (
     format_report,
     judge,
 )
-from ops_center.tools.bench.meters import CpuReading, Monitor
+from ops_center.tools.bench.meters import CpuReading, Monitor, catch_up
 from ops_center.tools.bench.options import IngestOptions, ingest_options
 from ops_center.tools.bench.report import describe_machine, note, thousands
 from ops_center.tools.bench.server import STATS_PATH
@@ -85,8 +85,6 @@ WRK_TYPES: Final = frozenset({"camera.status", "camera.alert", "radio.station.st
 #: The wrk phase lasts about this share of the time the Python client would need for its
 #: events at its own rate, so that they do not run out (wrk runs for a fixed time).
 WRK_TIME_SHARE: Final = 0.7
-#: Most seconds the pipeline may take to catch up with a phase's events.
-CATCH_UP_TIMEOUT: Final = 600.0
 
 
 @dataclass(slots=True)
@@ -238,7 +236,7 @@ async def measure(
     roles = server.roles()
     before = CpuReading.take(roles, monitor)
     seconds, latencies = await drive(plan, server.port, progress)
-    caught_up = await _catch_up(monitor, monitor.position())
+    caught_up = await catch_up(monitor, monitor.position())
     after = CpuReading.take(roles, monitor)
     profile = profiler.stop()
     return HttpResult(
@@ -277,20 +275,6 @@ async def _writer_use(
         commit_seconds=commit,
         busy=commit / seconds,
     )
-
-
-async def _catch_up(monitor: Monitor, position: int) -> float:
-    """Seconds until every projection and the alarm rules have applied `position`."""
-    started = time.perf_counter()
-    deadline = started + CATCH_UP_TIMEOUT
-    while (behind := monitor.slowest_follower()) < position:
-        if time.perf_counter() > deadline:
-            raise BenchError(
-                f"the pipeline is still at position {behind:,} of {position:,} after "
-                f"{CATCH_UP_TIMEOUT:.0f} s"
-            )
-        await asyncio.sleep(0.05)
-    return time.perf_counter() - started
 
 
 @dataclass(slots=True)
@@ -456,7 +440,7 @@ def _wrk_phase(
         report = run.run(f"http://{HOST}:{server.port}", seconds)
     except WrkError as exc:
         raise BenchError(str(exc)) from None
-    caught_up = asyncio.run(_catch_up(monitor, monitor.position()))
+    caught_up = asyncio.run(catch_up(monitor, monitor.position()))
     after = CpuReading.take(roles, monitor)
     answered = min(report.requests, len(events))
     return WrkResult(WRK_CONNECTIONS, answered, report, after.since(before), caught_up)
@@ -472,7 +456,7 @@ async def _http_phases(
     )
     registration_seconds, _ = await drive(plans.registrations, server.port, progress)
     # the pipeline has started and applied the opening before any phase is measured
-    await _catch_up(monitor, monitor.position())
+    await catch_up(monitor, monitor.position())
     first = monitor.position()
     batched = await measure(plans.batched, server, token, monitor, profiler, "batched")
     last = monitor.position()

@@ -6,17 +6,25 @@
   (the client), the server process, PostgreSQL and the rest of the machine;
 * `CpuMeter` (a context manager): the same for phases run in this process alone, with
   PostgreSQL's processes sampled in a thread (`PostgresCpu`: backends come and go, so one
-  reading at each end would miss some).
+  reading at each end would miss some);
+* `catch_up`: wait until the pipeline (every projection and the alarm rules) applied a
+  position; `LagSampler`: how far behind the log it was during a phase, sampled in a
+  thread;
+* `ProcessMemory` (`process_memory`, `reset_peaks`): resident memory of processes now and
+  at their peak since the last reset.
 
 CPU use is CPU seconds / wall seconds, i.e. average cores busy.
 """
 
 from __future__ import annotations
 
+import asyncio
+import bisect
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final
 
 import psutil  # type: ignore[import-untyped]
@@ -24,6 +32,8 @@ import psycopg
 from psycopg import sql
 
 from ops_center.store.database import Database
+from ops_center.tools.bench.harness import BenchError
+from ops_center.tools.bench.report import percentile
 
 EVENTS_TABLE: Final = "ops_events"
 #: Stored topics of the alarm rules' events (``LIKE`` pattern): the server's own events,
@@ -31,6 +41,10 @@ EVENTS_TABLE: Final = "ops_events"
 ALARM_TOPICS: Final = "ops_center.domain.alarm:%"
 #: Seconds between samples of the CPU time of PostgreSQL's processes.
 CPU_SAMPLE: Final = 0.25
+#: Seconds between samples of the pipeline's lag.
+LAG_SAMPLE: Final = 0.1
+#: Most seconds the pipeline may take to catch up with a phase's events.
+CATCH_UP_TIMEOUT: Final = 600.0
 
 
 class Monitor:
@@ -250,3 +264,128 @@ class CpuMeter:
         self._postgres.__exit__()
         postgres = self._postgres.seconds() / wall
         self.use = LocalCpu(client, postgres, max(0.0, machine - client - postgres))
+
+
+async def catch_up(monitor: Monitor, position: int) -> float:
+    """Seconds until every projection and the alarm rules have applied `position`."""
+    started = time.perf_counter()
+    deadline = started + CATCH_UP_TIMEOUT
+    while (behind := monitor.slowest_follower()) < position:
+        if time.perf_counter() > deadline:
+            raise BenchError(
+                f"the pipeline is still at position {behind:,} of {position:,} after "
+                f"{CATCH_UP_TIMEOUT:.0f} s"
+            )
+        await asyncio.sleep(0.05)
+    return time.perf_counter() - started
+
+
+@dataclass(frozen=True, slots=True)
+class Lag:
+    """How far the pipeline's slowest follower was behind the log during a phase: in
+    events (the log's last position minus the follower's), and in milliseconds (how long
+    the oldest acknowledged event it had not applied had been acknowledged)."""
+
+    samples: int
+    p50_events: float
+    p99_events: float
+    max_events: int
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+
+
+class LagSampler:
+    """The log's position and the slowest follower's, every `LAG_SAMPLE` seconds in a
+    thread with a connection of its own (``with LagSampler(url) as lag: ...``; then
+    `lag.figures(positions, ack_ns)`)."""
+
+    def __init__(self, database_url: str) -> None:
+        self._monitor = Monitor(database_url)
+        #: (monotonic_ns, log position, slowest follower) per sample.
+        self.samples: list[tuple[int, int, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> LagSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._monitor.close()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            row = self._monitor.conn.execute(
+                sql.SQL(
+                    "SELECT (SELECT coalesce(max(notification_id), 0) FROM {}), least("
+                    "(SELECT min(position) FROM projection_positions), "
+                    "(SELECT min(position) FROM alarm_rules_position))"
+                ).format(sql.Identifier(EVENTS_TABLE))
+            ).fetchone()
+            if row is not None:
+                self.samples.append((time.monotonic_ns(), int(row[0]), int(row[1] or 0)))
+            self._stop.wait(LAG_SAMPLE)
+
+    def figures(self, positions: Sequence[int], ack_ns: Sequence[int]) -> Lag:
+        """The lag's distribution; `positions` (sorted) and `ack_ns`: when each
+        acknowledged position was acknowledged (``monotonic_ns``)."""
+        events: list[float] = []
+        waited: list[float] = []
+        for at, head, follower in self.samples:
+            events.append(float(max(0, head - follower)))
+            i = bisect.bisect_right(positions, follower)
+            acked = ack_ns[i] if i < len(positions) else at
+            waited.append(max(0, at - acked) / 1e6)
+        return Lag(
+            samples=len(self.samples),
+            p50_events=percentile(events, 50),
+            p99_events=percentile(events, 99),
+            max_events=int(max(events, default=0)),
+            p50_ms=percentile(waited, 50),
+            p99_ms=percentile(waited, 99),
+            max_ms=max(waited, default=float("nan")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessMemory:
+    """One process's resident memory (MB): now, and at its peak since `reset_peaks`."""
+
+    role: str
+    pid: int
+    name: str
+    rss_mb: float
+    peak_mb: float
+
+
+def process_memory(roles: Mapping[str, Iterable[int]]) -> list[ProcessMemory]:
+    """Resident memory of each process of `roles` that can still be read (VmRSS, VmHWM)."""
+    found = []
+    for role, pids in roles.items():
+        for pid in pids:
+            values: dict[str, float] = {}
+            try:
+                name = psutil.Process(pid).name()
+                status = Path(f"/proc/{pid}/status").read_text()
+            except (OSError, psutil.Error):
+                continue
+            for line in status.splitlines():
+                key, _, rest = line.partition(":")
+                if key in ("VmRSS", "VmHWM"):
+                    values[key] = int(rest.split()[0]) / 1024
+            rss = values.get("VmRSS", float("nan"))
+            found.append(ProcessMemory(role, pid, name, rss, values.get("VmHWM", rss)))
+    return found
+
+
+def reset_peaks(pids: Iterable[int]) -> None:
+    """Start each process's peak resident memory again from now (``clear_refs`` 5; a
+    process that cannot be reset keeps its peak since it started)."""
+    for pid in pids:
+        try:
+            Path(f"/proc/{pid}/clear_refs").write_text("5")
+        except OSError:
+            continue

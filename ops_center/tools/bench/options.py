@@ -86,29 +86,7 @@ def add_ingest_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--json", type=Path, dest="json_path", metavar="PATH", help="also write results as JSON"
     )
-    parser.add_argument(
-        "--profile",
-        type=Path,
-        dest="profile_dir",
-        metavar="DIR",
-        help="record the server process with py-spy during each HTTP phase, into DIR "
-        "(needs py-spy: pip install py-spy)",
-    )
-    parser.add_argument(
-        "--profile-format",
-        choices=["flamegraph", "speedscope", "raw"],
-        default=defaults.profile_format,
-        help="py-spy output format (default flamegraph: an SVG per phase)",
-    )
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=defaults.workers,
-        metavar="N",
-        help="HTTP processes of the node under test, run as `ops-center serve --workers N` "
-        f"with its pipeline process (default {defaults.workers}, the cores); 0: one process "
-        "with the pipeline inside it",
-    )
+    add_node_arguments(parser, defaults.workers, defaults.profile_format)
     parser.add_argument(
         "--wrk-requests",
         type=int,
@@ -119,6 +97,34 @@ def add_ingest_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--check", action="store_true", help="exit with status 1 when a budget is not met"
+    )
+
+
+def add_node_arguments(parser: argparse.ArgumentParser, workers: int, profile_format: str) -> None:
+    """``--profile``, ``--profile-format`` and ``--workers``: the node under test and its
+    profile (``bench ingest`` and ``bench streams``)."""
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        dest="profile_dir",
+        metavar="DIR",
+        help="record the server's processes with py-spy during each measured phase, into DIR "
+        "(needs py-spy: pip install py-spy)",
+    )
+    parser.add_argument(
+        "--profile-format",
+        choices=["flamegraph", "speedscope", "raw"],
+        default=profile_format,
+        help="py-spy output format (default flamegraph: an SVG per phase)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=workers,
+        metavar="N",
+        help="HTTP processes of the node under test, run as `ops-center serve --workers N` "
+        f"with its pipeline process and Redis (default {workers}, the cores); 0: one "
+        "process with the pipeline inside it",
     )
 
 
@@ -222,6 +228,18 @@ class StreamsOptions:
     phases: tuple[str, ...] = ("latency", "fanout")
     json_path: Path | None = None
     check: bool = False
+    #: HTTP processes of the node under test (``ops-center serve --workers``, with its
+    #: pipeline process and Redis); 0: the one-process server, in-process stream bus.
+    workers: int = os.cpu_count() or 1
+    profile_dir: Path | None = None
+    profile_format: str = "flamegraph"
+
+    def __post_init__(self) -> None:
+        if self.workers < 0:
+            raise ValueError("--workers must be 0 or more")
+        for name in ("screens", "probes", "rate", "batch", "fanout_screens", "fanout_rate"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
 
 
 def add_streams_arguments(parser: argparse.ArgumentParser) -> None:
@@ -252,6 +270,7 @@ def add_streams_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", type=Path, dest="json_path", help="also write results as JSON")
     parser.add_argument("--check", action="store_true", help="exit 1 when a budget is missed")
+    add_node_arguments(parser, defaults.workers, defaults.profile_format)
 
 
 def streams_options(args: argparse.Namespace) -> StreamsOptions:
@@ -271,4 +290,7 @@ def streams_options(args: argparse.Namespace) -> StreamsOptions:
         phases=tuple(args.phase or ("latency", "fanout")),
         json_path=args.json_path,
         check=args.check,
+        workers=args.workers,
+        profile_dir=args.profile_dir,
+        profile_format=args.profile_format,
     )
