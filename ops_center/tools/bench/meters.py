@@ -337,7 +337,7 @@ class LagSampler:
         for at, head, follower in self.samples:
             events.append(float(max(0, head - follower)))
             i = bisect.bisect_right(positions, follower)
-            acked = ack_ns[i] if i < len(positions) else at
+            acked = ack_ns[i] if i < len(positions) and follower < head else at
             waited.append(max(0, at - acked) / 1e6)
         return Lag(
             samples=len(self.samples),
