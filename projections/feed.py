@@ -135,6 +135,10 @@ class FeedProjection(Projection):
         }
         changed: set[UUID] = set()
         feed: list[tuple[Any, ...]] = []
+        # only the chunk's last `keep` events can survive the trim below
+        tail_from = self._tail_from
+        if len(events) > self.keep:
+            tail_from = max(tail_from, events[-self.keep].position)
         for event in events:
             aggregate = event.name.partition(".")[0]
             state = event.state
@@ -143,7 +147,7 @@ class FeedProjection(Projection):
                 code = state.get("code") or subjects.get(oid, ("", "", None))[1]
                 subjects[oid] = (_SUBJECT_KINDS[aggregate], code, state.get("unit"))
                 changed.add(oid)
-            if event.position < self._tail_from:
+            if event.position < tail_from:
                 continue
             kind, code, unit = subjects.get(event.originator_id, (None, None, None))
             meta = event.meta

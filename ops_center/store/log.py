@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any, Final
 from uuid import UUID
 
@@ -47,13 +47,16 @@ def short_name(topic: str) -> str:
     return topic.rpartition(":")[2]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Event:
     """One stored domain event.
 
     `position` is its global position (``notification_id``); `state` the decoded JSON of
     its attributes, including ``meta`` (the CloudEvent's source, id, time, ...) and
     ``timestamp`` (when the domain event was created, i.e. recorded).
+
+    One decoded chunk is handed to every projection and to the alarm rules, so its times
+    are parsed once (`time` and `recorded` are cached; hence no ``__slots__``).
     """
 
     position: int
@@ -62,7 +65,7 @@ class Event:
     name: str
     state: dict[str, Any]
 
-    @property
+    @cached_property
     def time(self) -> datetime:
         """When the fact happened: the CloudEvent's ``time`` (the recorded time for events
         that did not come from a CloudEvent)."""
@@ -71,7 +74,7 @@ class Event:
             return datetime.fromisoformat(meta["time"])
         return self.recorded
 
-    @property
+    @cached_property
     def recorded(self) -> datetime:
         """When the event was recorded (the domain event's ``timestamp``)."""
         return datetime.fromisoformat(self.state["timestamp"])

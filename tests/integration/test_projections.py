@@ -27,6 +27,7 @@ from ops_center.store.application import OpsCenter
 from ops_center.store.log import Event
 from ops_center.tools.simulator.recording import submissions
 from ops_center.tools.testing import Events, known_world
+from projections.feed import FeedProjection
 from projections.projection import (
     Connection,
     Projection,
@@ -365,6 +366,32 @@ async def test_only_one_runner_per_projection_is_active(
     finally:
         await first.stop()
         await second.stop()
+
+
+async def test_feed_from_one_large_chunk_equals_the_feed_event_by_event(
+    store: OpsCenter, conn: Any, fresh_url: str
+) -> None:
+    """A chunk longer than the feed keeps writes only its tail; the rows (and the subjects'
+    labels, taken from registrations before the tail) are those of one event at a time."""
+    await record_world(store)
+    last = await record(store, busy_world(300))
+    small = FeedProjection(keep=40)
+    await ensure_schema(conn, [small])
+    while not (await step(conn, small, batch=1, window=1)).caught_up:
+        pass
+    one_by_one = await dump(conn, [small])
+    assert len(one_by_one["rm_feed"]) == 40
+    await reset(conn, small)
+
+    follower = Follower(fresh_url, [FeedProjection(keep=40)], batch=10_000)
+    follower.start()
+    try:
+        async with asyncio.timeout(20):
+            await follower.wait_for(last)
+    finally:
+        await follower.stop()
+    assert follower.steps == 1  # the whole log in one chunk
+    assert await dump(conn, [small]) == one_by_one
 
 
 async def test_notifications_wake_the_runner_before_the_poll(

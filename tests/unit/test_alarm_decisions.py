@@ -129,6 +129,23 @@ def test_decide_raises_repeats_and_clears() -> None:
     assert (again.occurrence, second.occurrence) == (2, 2)
 
 
+def test_decide_gives_back_the_same_record_when_nothing_changed() -> None:
+    """A heartbeat repeating what is known builds nothing (the record is not saved again);
+    any change of what the record holds builds a new one."""
+    record, _ = decide_(None, obs(True, {"a": 1}, since=at(1)), alarm_open=False)
+    same, nothing = decide_(record, obs(True, {"a": 1}, since=at(1)), alarm_open=True)
+    assert same is record
+    assert nothing is None
+    later, nothing = decide_(record, obs(True, {"a": 1}, since=at(2)), alarm_open=True)
+    assert later is not record
+    assert later.since == at(2)
+    assert nothing is None
+    pending, _ = decide_(None, obs(False, starts_at=at(15)), alarm_open=False)
+    assert decide_(pending, obs(False, starts_at=at(15)), alarm_open=False)[0] is pending
+    moved, _ = decide_(pending, obs(False, starts_at=at(16)), alarm_open=False)
+    assert moved.starts_at == at(16)
+
+
 def test_decide_after_a_manual_resolution_waits_for_a_change_of_the_cause() -> None:
     record, _ = decide_(None, obs(True, {"a": 1}, since=at(1)), alarm_open=False)
     kept, nothing = decide_(record, obs(True, {"a": 1}, since=at(1)), alarm_open=False)

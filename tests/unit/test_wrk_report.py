@@ -42,6 +42,12 @@ def test_refused_requests_and_socket_errors_are_counted() -> None:
     assert parse(text).errors == 19
 
 
+def test_a_latency_in_seconds_padded_with_a_space() -> None:
+    # wrk prints "1.31s " with a trailing space (a slow run once failed on it)
+    padded = REPORT.replace("     99%    1.20s\n", "     99%    1.31s \n")
+    assert parse(padded).p99_ms == pytest.approx(1310.0)
+
+
 def test_microseconds_and_an_unexpected_report() -> None:
     assert parse(REPORT.replace("38.10ms", "950.00us")).p50_ms == pytest.approx(0.95)
     with pytest.raises(WrkError):

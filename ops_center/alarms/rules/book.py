@@ -132,6 +132,21 @@ def decide(
             action = Raise(occurrence, obs)
     elif alarm_open:
         action = Clear(obs.cleared_at or clock)
+    starts_at = None if obs.present else obs.starts_at
+    ends_at = obs.ends_at if obs.present else None
+    if (
+        action is None
+        and prev is not None
+        and prev.occurrence == occurrence
+        and prev.alarm_id == current
+        and prev.present == obs.present
+        and prev.since == obs.since
+        and prev.starts_at == starts_at
+        and prev.ends_at == ends_at
+        and prev.subject == subject
+        and prev.shows() == shows
+    ):
+        return prev, None  # the common case of a heartbeat: nothing to build or save
     record = CauseRecord(
         subject_id=subject_id,
         cause=cause,
@@ -143,8 +158,8 @@ def decide(
         summary=obs.summary,
         detail=obs.detail,
         since=obs.since,
-        starts_at=None if obs.present else obs.starts_at,
-        ends_at=obs.ends_at if obs.present else None,
+        starts_at=starts_at,
+        ends_at=ends_at,
         occurrence=occurrence,
         alarm_id=current,
     )
@@ -255,7 +270,7 @@ class RuleBook:
             )
             if action is not None:
                 self._act(record, action, alarm)
-            if record != prev:
+            if record is not prev and record != prev:
                 self.records[key] = record
                 self.changed_records.add(key)
         return clock

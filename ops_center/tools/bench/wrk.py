@@ -76,7 +76,10 @@ def parse(output: str) -> WrkReport:
     """The figures of a ``wrk --latency`` report."""
     total = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m)", output)
     rate = re.search(r"Requests/sec:\s+([\d.]+)", output)
-    percentiles = dict(re.findall(r"^\s+(50|90|99)(?:\.000)?%\s+(\S+)$", output, re.MULTILINE))
+    # wrk pads a latency in seconds with a space ("1.31s "), not one in ms
+    percentiles = dict(
+        re.findall(r"^\s+(50|90|99)(?:\.000)?%\s+(\S+)[ \t]*$", output, re.MULTILINE)
+    )
     if total is None or rate is None or set(percentiles) != {"50", "90", "99"}:
         raise WrkError(f"wrk: unexpected report:\n{output}")
     refused = re.findall(r"Non-2xx or 3xx responses:\s*(\d+)", output)
