@@ -214,7 +214,8 @@ class RuleBook:
             return
         self.facts[subject_id] = new
         self.changed_facts.add(subject_id)
-        self._evaluate(subject_id, new, at, AFFECTS.get(name.partition(".")[2]))
+        # `new` is fold's own copy: its clock may be set in place
+        self._evaluate(subject_id, new, at, AFFECTS.get(name.partition(".")[2]), owned=True)
 
     def on_clock(self, subject_id: UUID, clock: datetime) -> None:
         """Evaluate a subject at `clock` if a pending start or end has come."""
@@ -241,14 +242,20 @@ class RuleBook:
         facts: Facts,
         moment: datetime,
         causes: tuple[str, ...] | None = None,
+        *,
+        owned: bool = False,
     ) -> datetime:
         """Observe the subject's causes (all of its kind, or those `causes` an event can
-        change) at `moment`, and act on what changed."""
+        change) at `moment`, and act on what changed. `owned`: `facts` is a copy made for
+        this evaluation (it may be changed in place; others are copied first)."""
         seen = when(facts.get("clock"))
         clock = moment if seen is None else max(seen, moment)
         if seen != clock:
-            facts = {**facts, "clock": clock.isoformat()}
-            self.facts[subject_id] = facts
+            if owned:
+                facts["clock"] = clock.isoformat()
+            else:
+                facts = {**facts, "clock": clock.isoformat()}
+                self.facts[subject_id] = facts
             self.changed_facts.add(subject_id)
         kind, code = facts["kind"], facts["code"]
         for cause in CAUSES_BY_KIND[kind] if causes is None else causes:
