@@ -16,8 +16,9 @@ in position order, written back), so a rebuild gives the same rows as incrementa
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 from datetime import datetime
+from operator import attrgetter
 from typing import Any, ClassVar, Final
 from uuid import UUID
 
@@ -108,7 +109,9 @@ class AlarmRow:
     updated_position: int
 
 
+#: A row's values in column order (its fields are scalars: no deep copy as `astuple` makes).
 _COLUMNS: Final = tuple(AlarmRow.__dataclass_fields__)
+_values: Final = attrgetter(*_COLUMNS)
 _TYPES: Final = {
     "id": "uuid",
     "occurrence": "int4",
@@ -188,7 +191,7 @@ class AlarmsProjection(Projection):
                 )
             )
         if dirty:
-            values = [astuple(rows[i]) for i in dirty]
+            values = [_values(rows[i]) for i in dirty]
             await conn.execute(_UPSERT, *[list(c) for c in zip(*values, strict=True)])
         await copy_rows(conn, "rm_alarm_history", _HISTORY_COLUMNS, history)
 

@@ -28,8 +28,9 @@ chunks (rebuild equals incremental).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import astuple, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
+from operator import attrgetter
 from typing import Any, ClassVar, Final
 from uuid import UUID
 
@@ -139,7 +140,9 @@ class ReportRow:
     updated_position: int = 0
 
 
+#: A row's values in column order (its fields are scalars: no deep copy as `astuple` makes).
 _COLUMNS: Final = tuple(ReportRow.__dataclass_fields__)
+_values: Final = attrgetter(*_COLUMNS)
 #: The columns an event after the reception can change (with the key first).
 _CHANGING: Final = (
     ("originator_id", "uuid"),
@@ -213,7 +216,7 @@ class ReportsProjection(Projection):
         for event in events:
             self._fold(chunk, event)
         if chunk.created:
-            await copy_rows(conn, "rm_reports", _COLUMNS, [astuple(rows[i]) for i in chunk.created])
+            await copy_rows(conn, "rm_reports", _COLUMNS, [_values(rows[i]) for i in chunk.created])
         changed = chunk.dirty - chunk.created
         if changed:
             staged = [tuple(getattr(rows[i], c) for c, _ in _CHANGING) for i in changed]
