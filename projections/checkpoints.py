@@ -22,7 +22,7 @@ which is exact, only slower (`projections.read.checkpoints`).
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Final
 
 from ops_center.store.log import Event
@@ -102,3 +102,11 @@ async def last_checkpoint(conn: Connection, table: str, upto: int | None = None)
     else:
         found = await conn.fetchval(f"SELECT max(position) FROM {table} WHERE position <= $1", upto)
     return int(found or 0)
+
+
+async def create_indexes(conn: Connection, indexes: Mapping[str, str], interval: int) -> None:
+    """Create the indexes the readers of checkpoints need (`indexes`: name -> definition
+    after the name), unless checkpoints are off (`interval` 0)."""
+    if interval > 0:
+        for name, definition in indexes.items():
+            await conn.execute(f"CREATE INDEX IF NOT EXISTS {name} {definition}")

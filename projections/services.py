@@ -51,7 +51,7 @@ from ops_center.domain.dossier import Dossier
 from ops_center.domain.events import names_of
 from ops_center.province.calendar import TZ
 from ops_center.store.log import Event
-from projections.checkpoints import MARKER, Checkpointed
+from projections.checkpoints import MARKER, Checkpointed, create_indexes
 from projections.projection import Connection, copy_rows
 
 #: Counter tables by grain.
@@ -135,10 +135,6 @@ CREATE INDEX IF NOT EXISTS rm_dossiers_open_due ON rm_dossiers (due_at)
     INCLUDE (agency, unit, received_position) WHERE state = 'open';
 CREATE INDEX IF NOT EXISTS rm_dossiers_closed_positions ON rm_dossiers USING gist (open_positions)
     WHERE closed_position IS NOT NULL;
-CREATE INDEX IF NOT EXISTS rm_dossiers_received_position ON rm_dossiers (received_position)
-    INCLUDE (unit, due_at, closed_position);
-CREATE INDEX IF NOT EXISTS rm_dossiers_closing_position ON rm_dossiers (closed_position)
-    INCLUDE (unit, due_at, received_position) WHERE closed_position IS NOT NULL;
 {_COUNTER_TABLES}
 CREATE TABLE IF NOT EXISTS {CHECKPOINTS} (
     position bigint NOT NULL,
@@ -148,6 +144,18 @@ CREATE TABLE IF NOT EXISTS {CHECKPOINTS} (
     PRIMARY KEY (position, unit, due_day)
 );
 """
+
+#: The indexes the `as_of` readers need to find the dossiers received and closed since a
+#: checkpoint (made only with checkpoints on).
+CHECKPOINT_INDEXES: Final = {
+    "rm_dossiers_received_position": (
+        "ON rm_dossiers (received_position) INCLUDE (unit, due_at, closed_position)"
+    ),
+    "rm_dossiers_closing_position": (
+        "ON rm_dossiers (closed_position) INCLUDE (unit, due_at, received_position) "
+        "WHERE closed_position IS NOT NULL"
+    ),
+}
 
 #: A checkpoint (`projections.checkpoints`): the dossiers in progress (state ``open``) by
 #: unit and local day of their due time, and the marker row.
@@ -332,6 +340,7 @@ class ServicesProjection(Checkpointed):
                 "UPDATE projection_positions SET position = 0 WHERE name = $1", self.name
             )
         await conn.execute(SCHEMA)
+        await create_indexes(conn, CHECKPOINT_INDEXES, self.checkpoint_interval)
 
     async def write_checkpoint(self, conn: Connection, position: int) -> None:
         await conn.execute(_CHECKPOINT, position)
