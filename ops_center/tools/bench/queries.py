@@ -30,7 +30,7 @@ from projections import read
 from projections.checkpoints import CHECKPOINT_INTERVAL
 
 #: Positions between the moments of the `as_of` queries and the checkpoint after them.
-AS_OF_BEFORE_CHECKPOINT: Final = 500
+AS_OF_BEFORE_CHECKPOINT: Final = CHECKPOINT_INTERVAL // 20
 #: Untimed runs of each query before its timed rounds.
 WARMUP: Final = 5
 #: The agency of the queries about one agency: building permits, about 5 % of the
