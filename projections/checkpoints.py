@@ -29,11 +29,10 @@ from ops_center.store.log import Event
 from projections.projection import Connection, Projection
 
 #: Positions between two checkpoints. Each costs one copy of the counts (a few hundred
-#: rows per projection); `as_of` applies at most this many positions of history. At 10,000
-#: the history since the checkpoint was most of an `as_of` (9,500 positions: ~9 ms for the
-#: 590 devices changed in them, at 300,000 events); 2,000 cuts that five times for about
-#: 500 copies per million events (docs/BENCHMARKS.md, 2026-12-04).
-CHECKPOINT_INTERVAL: Final = 2_000
+#: rows per projection) and cuts the chunk being applied in two; `as_of` applies at most
+#: this many positions of history. 2,000 made the rebuild 22 % slower (over the 10 %
+#: budget); 10,000 cost less than the run's noise (docs/BENCHMARKS.md, 2026-12-04).
+CHECKPOINT_INTERVAL: Final = 10_000
 
 #: The unit of a checkpoint's marker row.
 MARKER: Final = ""
