@@ -8,7 +8,9 @@ Tables (documented for analysts in docs/READ_MODELS.md):
   ``from_position`` <= P). Rows are only inserted, never updated, and only changes add
   rows, so a stream of unchanged heartbeats costs nothing here;
 * ``rm_radio_clusters``: per station and speaker cluster, its fault (NULL when working);
-* ``rm_broadcasts``: every broadcast with its start and (once ended) end.
+* ``rm_broadcasts``: every broadcast with its start and (once ended) end;
+* ``rm_device_checkpoints``: the devices by unit, kind and status at every checkpoint
+  (`projections.checkpoints`), for `as_of` answers with the history since.
 
 Late events follow the aggregates' rule: a status, registration, cluster report or alert
 older (by CloudEvent `time`) than what is already applied is history only; on equal times
@@ -32,7 +34,8 @@ from ops_center.domain.camera import Camera
 from ops_center.domain.events import names_of
 from ops_center.domain.radio import RadioStation
 from ops_center.store.log import Event
-from projections.projection import Connection, Projection, copy_rows, stage
+from projections.checkpoints import MARKER, Checkpointed, create_indexes
+from projections.projection import Connection, copy_rows, stage
 
 CAMERA: Final = "camera"
 RADIO: Final = "radio"
@@ -97,6 +100,30 @@ CREATE TABLE IF NOT EXISTS rm_broadcasts (
 CREATE INDEX IF NOT EXISTS rm_broadcasts_active
     ON rm_broadcasts (originator_id) WHERE end_position IS NULL;
 CREATE INDEX IF NOT EXISTS rm_broadcasts_on_air ON rm_broadcasts USING gist (on_air);
+
+CREATE TABLE IF NOT EXISTS rm_device_checkpoints (
+    position bigint NOT NULL,
+    unit text NOT NULL,
+    kind text NOT NULL,
+    status text NOT NULL,
+    devices integer NOT NULL,
+    PRIMARY KEY (position, unit, kind, status)
+);
+"""
+
+#: The index the `as_of` readers need to find the history since a checkpoint (made only
+#: with checkpoints on: the benchmark's rebuild without them goes without it too).
+CHECKPOINT_INDEXES: Final = {
+    "rm_device_history_position": "ON rm_device_history (from_position)",
+}
+
+#: A checkpoint (`projections.checkpoints`): the devices with a status, by unit, kind and
+#: status, and the marker row.
+_CHECKPOINT: Final = f"""
+INSERT INTO rm_device_checkpoints (position, unit, kind, status, devices)
+SELECT $1::int8, unit, kind, status, count(*) FROM rm_devices WHERE status IS NOT NULL
+GROUP BY unit, kind, status
+UNION ALL SELECT $1::int8, '{MARKER}', '', '', 0
 """
 
 _DEVICE_COLUMNS: Final = (
@@ -307,7 +334,7 @@ def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
     return [list(c) for c in zip(*rows, strict=True)]
 
 
-class DevicesProjection(Projection):
+class DevicesProjection(Checkpointed):
     """Cameras and radio stations (see the module docstring)."""
 
     name: ClassVar[str] = "devices"
@@ -316,7 +343,9 @@ class DevicesProjection(Projection):
         "rm_device_history",
         "rm_radio_clusters",
         "rm_broadcasts",
+        "rm_device_checkpoints",
     )
+    checkpoint_table = "rm_device_checkpoints"
     events: ClassVar[frozenset[str] | None] = names_of(
         Camera, "Registered", "Reregistered", "StatusReported", "AlertRaised"
     ) | names_of(
@@ -332,8 +361,12 @@ class DevicesProjection(Projection):
 
     async def setup(self, conn: Connection) -> None:
         await conn.execute(SCHEMA)
+        await create_indexes(conn, CHECKPOINT_INDEXES, self.checkpoint_interval)
 
-    async def apply(self, conn: Connection, events: Sequence[Event]) -> None:
+    async def write_checkpoint(self, conn: Connection, position: int) -> None:
+        await conn.execute(_CHECKPOINT, position)
+
+    async def apply_events(self, conn: Connection, events: Sequence[Event]) -> None:
         ids = list({e.originator_id for e in events})
         rows = await conn.fetch(_SELECT_DEVICES, ids)
         devices = {row[0]: Device(*row) for row in rows}

@@ -140,13 +140,17 @@ async def stage(
     conn: Connection, name: str, definition: str, rows: Sequence[tuple[Any, ...]]
 ) -> None:
     """Load rows into the temporary table `name` (``ON COMMIT DELETE ROWS``, created
-    once per connection from `definition`, a column list) for a set-based UPDATE."""
+    once per connection from `definition`, a column list) for a set-based UPDATE. Rows
+    staged earlier in the same transaction (a chunk applied in parts, at checkpoints) are
+    dropped first."""
     created = _STAGED.setdefault(conn, set())
     if name not in created:
         await conn.execute(
             f"CREATE TEMPORARY TABLE IF NOT EXISTS {name} ({definition}) ON COMMIT DELETE ROWS"
         )
         created.add(name)
+    else:
+        await conn.execute(f"DELETE FROM {name}")
     await conn.copy_records_to_table(name, records=rows)
 
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Final
 
 from projections.alarms import AlarmsProjection
+from projections.checkpoints import CHECKPOINT_INTERVAL, Checkpointed
 from projections.devices import DevicesProjection
 from projections.feed import FeedProjection
 from projections.kpis import KpisProjection
@@ -30,9 +31,16 @@ PROJECTIONS: Final[dict[str, Callable[[], Projection]]] = {
 }
 
 
-def create_projections(names: list[str] | None = None) -> list[Projection]:
+def create_projections(
+    names: list[str] | None = None, *, checkpoint_interval: int = CHECKPOINT_INTERVAL
+) -> list[Projection]:
     """Fresh instances of the named projections (all when `names` is None); a projection
-    may keep per-chunk state, so every runner gets its own. Raises KeyError for an
-    unknown name."""
+    may keep per-chunk state, so every runner gets its own. Those that keep checkpoints
+    write one every `checkpoint_interval` positions (0: none, the benchmark's comparison).
+    Raises KeyError for an unknown name."""
     chosen = list(PROJECTIONS) if names is None else names
-    return [PROJECTIONS[name]() for name in chosen]
+    made = [PROJECTIONS[name]() for name in chosen]
+    for projection in made:
+        if isinstance(projection, Checkpointed):
+            projection.checkpoint_interval = checkpoint_interval
+    return made

@@ -25,6 +25,10 @@ it, at their own instants (so every bucket sums to the same whatever the order o
 (state ``open``) whose ``due_at`` falls in the bucket; "overdue now" (overview, overdue
 list) is its sum over the buckets before now.
 
+``rm_dossier_checkpoints``: at every checkpoint (`projections.checkpoints`), the dossiers
+in progress by unit and local day of their due time, from which `as_of` counts the
+overdue ones at any moment (`projections.read.checkpoints`).
+
 **Levels.** Hours are counted province-wide and per agency; days also per unit; months
 also per agency and unit (see `LEVELS`): a finer grain for a finer group would cost about a
 row per dossier and per move. What the counters of a group do not resolve, the queries
@@ -47,7 +51,8 @@ from ops_center.domain.dossier import Dossier
 from ops_center.domain.events import names_of
 from ops_center.province.calendar import TZ
 from ops_center.store.log import Event
-from projections.projection import Connection, Projection, copy_rows
+from projections.checkpoints import MARKER, Checkpointed, create_indexes
+from projections.projection import Connection, copy_rows
 
 #: Counter tables by grain.
 GRAINS: Final = {"hour": "rm_dossier_hours", "day": "rm_dossier_days", "month": "rm_dossier_months"}
@@ -92,6 +97,9 @@ _COUNTER_TABLES: Final = "\n".join(
     for table in GRAINS.values()
 )
 
+#: The checkpoints of the dossiers in progress.
+CHECKPOINTS: Final = "rm_dossier_checkpoints"
+
 SCHEMA: Final = f"""
 CREATE TABLE IF NOT EXISTS rm_dossiers (
     originator_id uuid PRIMARY KEY,
@@ -128,6 +136,34 @@ CREATE INDEX IF NOT EXISTS rm_dossiers_open_due ON rm_dossiers (due_at)
 CREATE INDEX IF NOT EXISTS rm_dossiers_closed_positions ON rm_dossiers USING gist (open_positions)
     WHERE closed_position IS NOT NULL;
 {_COUNTER_TABLES}
+CREATE TABLE IF NOT EXISTS {CHECKPOINTS} (
+    position bigint NOT NULL,
+    unit text COLLATE "C" NOT NULL,
+    due_day timestamptz NOT NULL,
+    open integer NOT NULL,
+    PRIMARY KEY (position, unit, due_day)
+);
+"""
+
+#: The indexes the `as_of` readers need to find the dossiers received and closed since a
+#: checkpoint (made only with checkpoints on).
+CHECKPOINT_INDEXES: Final = {
+    "rm_dossiers_received_position": (
+        "ON rm_dossiers (received_position) INCLUDE (unit, due_at, closed_position)"
+    ),
+    "rm_dossiers_closing_position": (
+        "ON rm_dossiers (closed_position) INCLUDE (unit, due_at, received_position) "
+        "WHERE closed_position IS NOT NULL"
+    ),
+}
+
+#: A checkpoint (`projections.checkpoints`): the dossiers in progress (state ``open``) by
+#: unit and local day of their due time, and the marker row.
+_CHECKPOINT: Final = f"""
+INSERT INTO {CHECKPOINTS} (position, unit, due_day, open)
+SELECT $1::int8, unit, date_trunc('day', due_at, '{TZ.key}'), count(*) FROM rm_dossiers
+WHERE state = 'open' GROUP BY 2, 3
+UNION ALL SELECT $1::int8, '{MARKER}', '-infinity', 0
 """
 
 #: Objects of earlier versions of this projection, dropped when the counters are created.
@@ -283,11 +319,12 @@ def grain_next(start: datetime, grain: str) -> datetime:
     return datetime.combine(local.replace(year=year, month=month, day=1), time(), TZ)
 
 
-class ServicesProjection(Projection):
+class ServicesProjection(Checkpointed):
     """Dossiers of the one-stop-shop system and their counters (see the module docstring)."""
 
     name: ClassVar[str] = "services"
-    tables: ClassVar[tuple[str, ...]] = ("rm_dossiers", *GRAINS.values())
+    tables: ClassVar[tuple[str, ...]] = ("rm_dossiers", *GRAINS.values(), CHECKPOINTS)
+    checkpoint_table = CHECKPOINTS
     events: ClassVar[frozenset[str] | None] = names_of(
         Dossier, "Received", "SupplementRequested", "Completed", "Withdrawn"
     )
@@ -303,8 +340,12 @@ class ServicesProjection(Projection):
                 "UPDATE projection_positions SET position = 0 WHERE name = $1", self.name
             )
         await conn.execute(SCHEMA)
+        await create_indexes(conn, CHECKPOINT_INDEXES, self.checkpoint_interval)
 
-    async def apply(self, conn: Connection, events: Sequence[Event]) -> None:
+    async def write_checkpoint(self, conn: Connection, position: int) -> None:
+        await conn.execute(_CHECKPOINT, position)
+
+    async def apply_events(self, conn: Connection, events: Sequence[Event]) -> None:
         received: list[tuple[Any, ...]] = []
         supplements: dict[UUID, list[Any]] = {}
         closed: list[list[Any]] = [[] for _ in range(6)]

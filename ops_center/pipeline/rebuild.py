@@ -28,6 +28,7 @@ from ops_center.pipeline.follower import FOLLOWER_LOCK, Follower
 from ops_center.province.calendar import TZ
 from ops_center.runtime.progress import Progress
 from ops_center.store.database import Database, as_database
+from projections.checkpoints import CHECKPOINT_INTERVAL
 from projections.projection import (
     POSITIONS_TABLE,
     REBUILD_BATCH,
@@ -115,6 +116,7 @@ async def rebuild(
     *,
     batch: int = REBUILD_BATCH,
     out: TextIO | None = None,
+    checkpoint_interval: int = CHECKPOINT_INTERVAL,
 ) -> list[Rebuilt]:
     """Rebuild the named projections (all when None) from position 0, reading the log
     once for all of them.
@@ -124,8 +126,12 @@ async def rebuild(
     the projections are reset (``rebuilding``: their queries answer 503 meanwhile) and the
     running follower rebuilds them from one pass while the others keep following; this
     command shows its progress until it has caught up with the log as it was at the start.
+    Checkpoints are rebuilt with their projections, every `checkpoint_interval` positions
+    (the benchmark compares with 0, none; a running follower keeps its own interval).
     """
-    projections = create_projections(list(names) if names else None)
+    projections = create_projections(
+        list(names) if names else None, checkpoint_interval=checkpoint_interval
+    )
     db = as_database(database)
     conn = await asyncpg.connect(**db.asyncpg_args({"synchronous_commit": "off"}))
     try:

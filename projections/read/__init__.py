@@ -8,11 +8,15 @@ Time travel (`as_of`): the state "as the projection stood at moment T" is the st
 the events recorded at or before T. `position_at` finds the last such position by binary
 search over the log (about 25 index probes at 10 million events); then
 
-* devices from ``rm_device_history`` (the latest change at or before the position: one
-  primary-key probe per device, whatever the moment) and broadcasts from
+* devices from the last checkpoint at or before the position (``rm_device_checkpoints``,
+  `projections.checkpoints`) and the ``rm_device_history`` rows since (one primary-key
+  probe per device changed in between) and broadcasts from
   ``rm_broadcasts.on_air`` (a GiST index on the range of positions it was on air);
 * dossiers from ``rm_dossiers`` (``received_position``, ``closed_position`` and the
   GiST-indexed ``open_positions``), with the clock set to T for "today" and "overdue";
+  the overdue ones from the last checkpoint (``rm_dossier_checkpoints``: the dossiers in
+  progress by unit and day due), the dossiers due on T's day up to T, and those received
+  or closed since the checkpoint;
 * KPIs from ``rm_kpi_log`` up to the position, in SQL (per indicator and period the
   event with the latest CloudEvent time wins, as in the projection's fold; cost: a scan
   of the indicator events up to then, a small log since indicators report monthly or
@@ -42,7 +46,7 @@ from projections.read.common import (
 from projections.read.devices import device_detail, device_list, devices_by_id
 from projections.read.feed import feed
 from projections.read.kpis import kpi_history, kpi_list
-from projections.read.overview import overview
+from projections.read.overview import overview, overview_at
 from projections.read.places import BBox, Places
 from projections.read.reports import (
     decode_cursor,
@@ -72,6 +76,7 @@ __all__ = [
     "open_reports",
     "overdue_list",
     "overview",
+    "overview_at",
     "position_at",
     "positions",
     "report_detail",

@@ -3,13 +3,15 @@ glance, at one consistent position (the smallest of the projections it combines)
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from ops_center.province.calendar import local_date, local_day
 from projections import services
 from projections.projection import Connection
 from projections.read import alarms as alarms_read
+from projections.read.checkpoints import device_counts_at, overdue_at
 from projections.read.common import (
     CAMERA_STATUSES,
     OVERVIEW_PROJECTIONS,
@@ -28,12 +30,20 @@ from projections.read.services import service_group, service_sums, units_present
 
 
 async def overview(
-    conn: Connection, scope: Scope, *, clock: datetime, as_of: datetime | None = None
+    conn: Connection,
+    scope: Scope,
+    *,
+    clock: datetime,
+    as_of: datetime | None = None,
+    checkpoints: bool = True,
 ) -> dict[str, Any]:
     """The overview of docs/CONTRACT.md §5, at the projections' position (or as of a time).
 
     `clock` is now; with `as_of` the clock is `as_of` and the state that of the events
-    recorded by then.
+    recorded by then. A past position reads the devices and the overdue dossiers from the
+    last checkpoint before it and the history since (`projections.read.checkpoints`);
+    ``checkpoints=False`` reads them from the history alone (the reference: the same
+    answer, slower).
     """
     known = await positions(conn)
     at = [known.get(name, 0) for name in OVERVIEW_PROJECTIONS]
@@ -42,10 +52,28 @@ async def overview(
     if as_of is not None:
         clock = as_of
         position = await position_at(conn, as_of, position)
-    devices = await _device_counts(conn, scope, position if historic else None)
-    broadcasts = await _broadcast_counts(conn, scope, position if historic else None)
-    services = await _service_counts(conn, scope, clock, position if historic else None)
-    kpis = await scoped_kpis(conn, scope.owners, position if historic else None)
+    parts = await overview_at(
+        conn, scope, clock=clock, position=position if historic else None, checkpoints=checkpoints
+    )
+    return {"position": position, **parts}
+
+
+async def overview_at(
+    conn: Connection,
+    scope: Scope,
+    *,
+    clock: datetime,
+    position: int | None,
+    checkpoints: bool = True,
+) -> dict[str, Any]:
+    """The overview's parts at `position` (None: the tables as they stand) and `clock`."""
+    if position is not None and checkpoints:
+        devices = _counted(await device_counts_at(conn, scope.units, position))
+    else:
+        devices = await _device_counts(conn, scope, position)
+    broadcasts = await _broadcast_counts(conn, scope, position)
+    services = await _service_counts(conn, scope, clock, position, checkpoints=checkpoints)
+    kpis = await scoped_kpis(conn, scope.owners, position)
     today = local_date(clock)
     on_track = off_track = 0
     for kpi in kpis:
@@ -54,17 +82,12 @@ async def overview(
         else:
             on_track += 1
     return {
-        "position": position,
         "devices": devices,
         "broadcasts": broadcasts,
         "services": services,
         "kpis": {"on_track": on_track, "off_track": off_track},
-        "alarms": {
-            "active": await alarms_read.active_count(
-                conn, scope.units, position if historic else None
-            )
-        },
-        "reports": await report_counts(conn, scope.units, clock, position if historic else None),
+        "alarms": {"active": await alarms_read.active_count(conn, scope.units, position)},
+        "reports": await report_counts(conn, scope.units, clock, position),
     }
 
 
@@ -91,14 +114,18 @@ async def _device_counts(
         f"FROM {source} {query.clause()} GROUP BY 1, 2",
         *query.args,
     )
+    return _counted((row["kind"], row["status"], row["n"]) for row in rows)
+
+
+def _counted(rows: Iterable[tuple[str, str, int]]) -> dict[str, dict[str, int]]:
     counts: dict[str, dict[str, int]] = {
         "camera": dict.fromkeys(CAMERA_STATUSES, 0),
         "radio": dict.fromkeys(RADIO_STATUSES, 0),
     }
-    for row in rows:
-        group = counts.get(row["kind"])
-        if group is not None and row["status"] in group:
-            group[row["status"]] = row["n"]
+    for kind, status, n in rows:
+        group = counts.get(kind)
+        if group is not None and status in group:
+            group[status] = n
     return counts
 
 
@@ -119,7 +146,7 @@ async def _broadcast_counts(conn: Connection, scope: Scope, position: int | None
 
 
 async def _service_counts(
-    conn: Connection, scope: Scope, clock: datetime, position: int | None
+    conn: Connection, scope: Scope, clock: datetime, position: int | None, *, checkpoints: bool
 ) -> dict[str, Any]:
     start, end = local_day(clock)
     if position is None:
@@ -136,32 +163,42 @@ async def _service_counts(
     # as the log stood at `position`: dossiers received, closed and open by then (the
     # dossiers' time indexes lead with the unit: every unit is named)
     units = list(scope.units) if scope.units is not None else await units_present(conn)
-    query = Query(start, end, clock, position, units)
-    row = await conn.fetchrow(
-        """
-        SELECT
-          (SELECT count(*) FROM rm_dossiers
-             WHERE unit = ANY($5::text[]) AND received_at >= $1 AND received_at < $2
-             AND received_position <= $4) AS received,
-          (SELECT count(*) FROM rm_dossiers
-             WHERE unit = ANY($5::text[]) AND closed_at >= $1 AND closed_at < $2
-             AND closed_position <= $4 AND state = 'completed') AS completed,
-          (SELECT count(*) FROM rm_dossiers
-             WHERE unit = ANY($5::text[]) AND closed_at >= $1 AND closed_at < $2
-             AND closed_position <= $4 AND state = 'completed' AND on_time) AS on_time,
-          (SELECT count(*) FROM rm_dossiers
-             WHERE state = 'open' AND due_at < $3 AND received_position <= $4
-             AND unit = ANY($5::text[]))
-          + (SELECT count(*) FROM rm_dossiers
-             WHERE closed_position IS NOT NULL AND open_positions @> $4::int8
-             AND due_at < $3 AND unit = ANY($5::text[])) AS overdue
-        """,
-        *query.args,
-    )
+    if checkpoints:
+        row = await conn.fetchrow(_PAST_SERVICES, start, end, position, units)
+    else:
+        row = await conn.fetchrow(_PAST_SERVICES_REFERENCE, start, end, position, units, clock)
     completed = row["completed"]
+    overdue = await overdue_at(conn, units, clock, position) if checkpoints else row["overdue"]
     return {
         "received_today": row["received"],
         "completed_today": completed,
         "on_time_rate": rate(row["on_time"], completed),
-        "overdue": row["overdue"],
+        "overdue": overdue,
     }
+
+
+# $1-$2 the local day of the moment, $3 the position, $4 the units (and $5 the moment).
+_PAST_SERVICES: Final = """
+        SELECT
+          (SELECT count(*) FROM rm_dossiers
+             WHERE unit = ANY($4::text[]) AND received_at >= $1 AND received_at < $2
+             AND received_position <= $3) AS received,
+          (SELECT count(*) FROM rm_dossiers
+             WHERE unit = ANY($4::text[]) AND closed_at >= $1 AND closed_at < $2
+             AND closed_position <= $3 AND state = 'completed') AS completed,
+          (SELECT count(*) FROM rm_dossiers
+             WHERE unit = ANY($4::text[]) AND closed_at >= $1 AND closed_at < $2
+             AND closed_position <= $3 AND state = 'completed' AND on_time) AS on_time
+"""
+#: The same and the overdue dossiers from the dossiers alone (the reference of `overdue_at`).
+_PAST_SERVICES_REFERENCE: Final = (
+    _PAST_SERVICES
+    + """,
+          (SELECT count(*) FROM rm_dossiers
+             WHERE state = 'open' AND due_at < $5 AND received_position <= $3
+             AND unit = ANY($4::text[]))
+          + (SELECT count(*) FROM rm_dossiers
+             WHERE closed_position IS NOT NULL AND open_positions @> $3::int8
+             AND due_at < $5 AND unit = ANY($4::text[])) AS overdue
+"""
+)

@@ -162,6 +162,9 @@ def test_a_tiny_run_reports_every_figure(
     assert together["events"] == 4000
     assert together["per_s"] > 0
     assert sorted(together["projections"]) == sorted(PROJECTIONS)
+    plain = results["no_checkpoints"]
+    assert plain["events"] == 4000
+    assert plain["per_s"] > 0
     assert [r["label"] for r in results["alone"]] == list(PROJECTIONS)
     assert all(r["events"] == 4000 and r["per_s"] > 0 for r in results["alone"])
     queries = {q["name"]: q for q in results["queries"]}
@@ -170,7 +173,13 @@ def test_a_tiny_run_reports_every_figure(
         "overview",
         "overview, unit",
         "overview, as_of recent",
+        "overview, as_of recent, no checkpoints",
+        "overview, unit, as_of recent",
+        "overview, unit, as_of recent, no checkpoints",
         "overview, as_of old",
+        "overview, as_of old, no checkpoints",
+        "overview, unit, as_of old",
+        "overview, unit, as_of old, no checkpoints",
         "devices",
         "device",
         "stats hour x 24",
@@ -187,7 +196,8 @@ def test_a_tiny_run_reports_every_figure(
         assert queries[name]["bytes"] > 2
     budgets = results["budgets"]
     assert budgets[0]["name"] == "rebuild, all projections together"
-    assert len(budgets) == 1 + len(queries) - 1
+    assert budgets[1]["name"] == "checkpoints' cost to that rebuild"
+    assert len(budgets) == 2 + len(queries) - 1
     assert results["passed"] == all(b["passed"] for b in budgets)
 
     report = capsys.readouterr().out

@@ -6,10 +6,12 @@ dropped at the end):
 1. **Fill**: N events of a sized simulated province (device status, alerts, broadcasts,
    cluster faults, dossiers, indicators; `ops_center.tools.bench.fill`), recorded exactly
    as ingest would record them, only faster.
-2. **Rebuild**: the rate (log events per second) of rebuilding all projections together,
-   and each alone, beside the baseline of reading the same log with a plain asyncpg
-   ``SELECT ... ORDER BY notification_id`` scan.
-3. **Queries**: p50/p99 of every leaders' query (`ops_center.tools.bench.queries`), beside
+2. **Rebuild**: the rate (log events per second) of rebuilding all projections together
+   without checkpoints, then with them (what they cost), and each alone, beside the
+   baseline of reading the same log with a plain asyncpg ``SELECT ... ORDER BY
+   notification_id`` scan.
+3. **Queries**: p50/p99 of every leaders' query (`ops_center.tools.bench.queries`; the
+   overview `as_of` from checkpoints and from the history alone, side by side), beside
    the baseline of a ``SELECT 1`` round trip in the same transaction shape.
 
 Results, budgets and the report: `ops_center.tools.bench.projections_results`.
@@ -45,6 +47,7 @@ from ops_center.tools.bench.projections_results import (
 )
 from ops_center.tools.bench.queries import time_queries
 from ops_center.tools.bench.report import describe_machine, note
+from projections.checkpoints import CHECKPOINT_INTERVAL
 
 #: Rows per fetch of the baseline scan.
 SCAN_PREFETCH: Final = 10_000
@@ -75,14 +78,21 @@ async def scan_log(database_url: str) -> Scan:
     return Scan(count, seconds, count / seconds, meter.use)
 
 
-async def rebuild_rate(database_url: str, names: list[str] | None, label: str) -> Rebuild:
+async def rebuild_rate(
+    database_url: str,
+    names: list[str] | None,
+    label: str,
+    checkpoint_interval: int = CHECKPOINT_INTERVAL,
+) -> Rebuild:
     """Rebuild the named projections (all when None) together; log events per second."""
     from ops_center.pipeline.rebuild import rebuild
 
     note(f"  rebuilding {label}")
     with CpuMeter() as meter:
         started = time.perf_counter()
-        results = await rebuild(database_url, names, out=sys.stderr)
+        results = await rebuild(
+            database_url, names, out=sys.stderr, checkpoint_interval=checkpoint_interval
+        )
         seconds = time.perf_counter() - started
     events = min(r.position for r in results)
     return Rebuild(
@@ -94,6 +104,19 @@ async def rebuild_rate(database_url: str, names: list[str] | None, label: str) -
         events / seconds,
         meter.use,
     )
+
+
+async def drop_checkpoint_indexes(database_url: str) -> None:
+    """Drop the indexes only the readers of checkpoints need, so that the rebuild without
+    checkpoints goes without them as well (the rebuild with checkpoints makes them again)."""
+    from projections import devices, services
+
+    conn = await asyncpg.connect(**Database.parse(database_url).asyncpg_args())
+    try:
+        for name in (*devices.CHECKPOINT_INDEXES, *services.CHECKPOINT_INDEXES):
+            await conn.execute(f"DROP INDEX IF EXISTS {name}")
+    finally:
+        await conn.close()
 
 
 async def vacuum(database_url: str, tables: Iterable[str]) -> float:
@@ -124,6 +147,10 @@ def run(options: ProjectionsOptions, server_url: str, *, where: str) -> Projecti
         clock = now()
         vacuumed = asyncio.run(vacuum(url, [EVENTS_TABLE]))
         scan = asyncio.run(scan_log(url))
+        asyncio.run(drop_checkpoint_indexes(url))
+        plain = asyncio.run(
+            rebuild_rate(url, None, "all together, no checkpoints", checkpoint_interval=0)
+        )
         together = asyncio.run(rebuild_rate(url, None, "all projections together"))
         alone = [asyncio.run(rebuild_rate(url, [name], name)) for name in PROJECTIONS]
         tables = [t for p in create_projections() for t in p.tables]
@@ -153,7 +180,7 @@ def run(options: ProjectionsOptions, server_url: str, *, where: str) -> Projecti
         total_seconds=time.perf_counter() - started,
         mix=filled.mix,
     )
-    return judge(machine, options, setup, scan, together, alone, queries)
+    return judge(machine, options, setup, scan, together, alone, queries, plain)
 
 
 def main(args: argparse.Namespace, settings: Settings) -> int:

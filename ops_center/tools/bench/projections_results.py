@@ -19,6 +19,8 @@ from ops_center.tools.bench.report import Budget, Machine, as_plain, format_tabl
 # Budgets from docs/DESIGN.md §4.
 REBUILD_MIN_EVENTS_PER_S: Final = 50_000.0
 QUERY_MAX_P99_MS: Final = 20.0
+#: The most that writing checkpoints may cost the rebuild of all projections (issue 18).
+CHECKPOINTS_MAX_COST: Final = 0.10
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +75,8 @@ class ProjectionsResults:
     alone: list[Rebuild]
     queries: list[QueryTiming]
     budgets: list[Budget]
+    #: All projections together without checkpoints (what checkpoints cost).
+    no_checkpoints: Rebuild | None = None
 
     @property
     def passed(self) -> bool:
@@ -92,6 +96,7 @@ def judge(
     together: Rebuild,
     alone: list[Rebuild],
     queries: list[QueryTiming],
+    no_checkpoints: Rebuild | None = None,
 ) -> ProjectionsResults:
     budgets = [
         Budget(
@@ -99,6 +104,18 @@ def judge(
             f">= {thousands(REBUILD_MIN_EVENTS_PER_S)} events/s",
             f"{thousands(together.per_s)} events/s",
             together.per_s >= REBUILD_MIN_EVENTS_PER_S,
+        ),
+        *(
+            [
+                Budget(
+                    "checkpoints' cost to that rebuild",
+                    f"<= {CHECKPOINTS_MAX_COST:.0%}",
+                    f"{1 - together.per_s / no_checkpoints.per_s:.1%}",
+                    together.per_s >= (1 - CHECKPOINTS_MAX_COST) * no_checkpoints.per_s,
+                )
+            ]
+            if no_checkpoints is not None
+            else []
         ),
         *(
             Budget(
@@ -111,7 +128,9 @@ def judge(
             if not q.name.startswith("baseline")
         ),
     ]
-    return ProjectionsResults(machine, options, setup, scan, together, alone, queries, budgets)
+    return ProjectionsResults(
+        machine, options, setup, scan, together, alone, queries, budgets, no_checkpoints
+    )
 
 
 def format_report(r: ProjectionsResults) -> str:
@@ -167,6 +186,7 @@ def format_report(r: ProjectionsResults) -> str:
                 f"{r.scan.cpu.postgres:.2f}",
                 f"{r.scan.cpu.other:.2f}",
             ],
+            *([row(r.no_checkpoints)] if r.no_checkpoints is not None else []),
             row(r.together),
             *(row(x) for x in r.alone),
         ],
@@ -194,6 +214,8 @@ def format_report(r: ProjectionsResults) -> str:
         [[b.name, b.target, b.measured, "PASS" if b.passed else "FAIL"] for b in r.budgets],
     )
     phases: list[Scan | Rebuild] = [r.scan, r.together, *r.alone]
+    if r.no_checkpoints is not None:
+        phases.append(r.no_checkpoints)
     busy = [x for x in phases if x.cpu.other > 0.2]
     warning = (
         [

@@ -27,7 +27,10 @@ from ops_center.store.database import Database
 from ops_center.tools.bench.meters import EVENTS_TABLE
 from ops_center.tools.bench.report import percentile
 from projections import read
+from projections.checkpoints import CHECKPOINT_INTERVAL
 
+#: Positions between the moments of the `as_of` queries and the checkpoint after them.
+AS_OF_BEFORE_CHECKPOINT: Final = CHECKPOINT_INTERVAL // 20
 #: Untimed runs of each query before its timed rounds.
 WARMUP: Final = 5
 #: The agency of the queries about one agency: building permits, about 5 % of the
@@ -82,11 +85,50 @@ async def workbench(conn: Any, clock: datetime, camera: str, indicator: str) -> 
     units = profile.descendants(district)
     head = await conn.fetchval(f"SELECT max(notification_id) FROM {EVENTS_TABLE}")
     as_of = {
-        "recent": await _recorded_at(conn, max(1, head * 95 // 100)),
-        "old": await _recorded_at(conn, max(1, head // 10)),
+        "recent": await _recorded_at(conn, _far_from_a_checkpoint(head * 95 // 100)),
+        "old": await _recorded_at(conn, _far_from_a_checkpoint(head // 10)),
     }
     owners = profile.owners_within(units)
     return Workbench(clock, district, units, owners, AGENCY, camera, indicator, as_of)
+
+
+def _far_from_a_checkpoint(position: int) -> int:
+    """A position near `position` with most of a checkpoint interval of history before it
+    (`AS_OF_BEFORE_CHECKPOINT` positions before the next checkpoint): nearly the worst
+    case of `as_of` from checkpoints."""
+    interval = CHECKPOINT_INTERVAL
+    if position < interval:
+        return max(1, position)
+    return max(1, (position // interval + 1) * interval - AS_OF_BEFORE_CHECKPOINT)
+
+
+def _as_of_queries(w: Workbench) -> list[tuple[str, str, Call]]:
+    """The overview `as_of` (province and one district, a recent and an old moment), each
+    from checkpoints (what the HTTP route answers) and from the history alone."""
+    out: list[tuple[str, str, Call]] = []
+    for which, share in (("recent", "95%"), ("old", "10%")):
+        moment = w.as_of[which]
+        for scope_name, scope, query in (
+            ("", read.Scope(), ""),
+            (", unit", read.Scope(w.units, w.owners), f"unit={w.district}&"),
+        ):
+            what = f"/api/v1/overview?{query}as_of=(recorded time near {share} of the log)"
+            for checkpoints in (True, False):
+                name = f"overview{scope_name}, as_of {which}"
+                out.append(
+                    (
+                        name if checkpoints else f"{name}, no checkpoints",
+                        what if checkpoints else f"{what} (the history alone)",
+                        _overview_as_of(w, scope, moment, checkpoints=checkpoints),
+                    )
+                )
+    return out
+
+
+def _overview_as_of(
+    w: Workbench, scope: read.Scope, moment: datetime, *, checkpoints: bool
+) -> Call:
+    return lambda c: read.overview(c, scope, clock=w.clock, as_of=moment, checkpoints=checkpoints)
 
 
 def leader_queries(w: Workbench) -> list[tuple[str, str, Call]]:
@@ -114,16 +156,7 @@ def leader_queries(w: Workbench) -> list[tuple[str, str, Call]]:
             f"/api/v1/overview?{unit}",
             lambda c: read.overview(c, read.Scope(w.units, w.owners), clock=clock),
         ),
-        (
-            "overview, as_of recent",
-            "/api/v1/overview?as_of=(recorded time at 95% of the log)",
-            lambda c: read.overview(c, read.Scope(), clock=clock, as_of=w.as_of["recent"]),
-        ),
-        (
-            "overview, as_of old",
-            "/api/v1/overview?as_of=(recorded time at 10% of the log)",
-            lambda c: read.overview(c, read.Scope(), clock=clock, as_of=w.as_of["old"]),
-        ),
+        *_as_of_queries(w),
         (
             "devices",
             "/api/v1/devices?kind=camera&status=offline",
