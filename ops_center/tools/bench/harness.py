@@ -20,6 +20,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -35,6 +36,7 @@ from ops_center.settings import Settings
 from ops_center.store.database import Database, DatabaseConfigError
 from ops_center.tools.bench import DEFAULT_DATA_DIR
 from ops_center.tools.bench.client import Connection, HttpError, build_request
+from ops_center.tools.bench.report import note
 
 HOST: Final = "127.0.0.1"
 #: The module the node's children run as (``python -m ops_center.node.child ROLE``).
@@ -196,6 +198,36 @@ class BenchServer:
         except OSError:
             return "(no server log)"
         return "\n".join(text.splitlines()[-lines:])
+
+
+@contextmanager
+def running_server(
+    database_url: str,
+    prefix: str,
+    profiler: Profiler,
+    env: Mapping[str, str | None] | None = None,
+    *,
+    workers: int,
+) -> Iterator[BenchServer]:
+    """A started `BenchServer` logging into a new temporary folder (`prefix`). At the end
+    the profiler and the server are stopped; the folder is removed after a run that went
+    through, and kept, with the log's tail shown, after one that raised."""
+    log_dir = Path(tempfile.mkdtemp(prefix=prefix))
+    server = BenchServer(database_url, log_dir / "server.log", env, workers=workers)
+    server.start()
+    note(f"  server pid {server.pid} on port {server.port}, log {server.log_path}")
+    failed = True
+    try:
+        yield server
+        failed = False
+    finally:
+        profiler.stop()
+        server.stop()
+        if failed:
+            note(f"\n  the server's log is kept in {server.log_path}; its tail:")
+            note(server.log_tail())
+        else:
+            shutil.rmtree(log_dir, ignore_errors=True)
 
 
 class Profiler:

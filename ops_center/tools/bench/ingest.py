@@ -31,12 +31,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
+from contextlib import closing
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
@@ -55,6 +54,7 @@ from ops_center.tools.bench.harness import (
     BenchServer,
     Profiler,
     bench_settings,
+    running_server,
     scratch_database,
 )
 from ops_center.tools.bench.ingest_results import (
@@ -345,13 +345,10 @@ def run(options: IngestOptions, server_url: str, *, where: str) -> IngestResults
         dbname = Database.parse(url).dbname
         note(f"ops-center bench ingest: scratch database {dbname} ({where})")
         token = create_key(url, KEY_NAME, "integration", scopes=SCOPES)
-        log_dir = Path(tempfile.mkdtemp(prefix="ops-bench-"))
-        server = BenchServer(url, log_dir / "server.log", workers=options.workers)
-        server.start()
-        note(f"  server pid {server.pid} on port {server.port}, log {server.log_path}")
-        monitor = Monitor(url)
-        failed = True
-        try:
+        with (
+            running_server(url, "ops-bench-", profiler, workers=options.workers) as server,
+            closing(Monitor(url)) as monitor,
+        ):
             started = time.perf_counter()
             plans = _plans(options, server.port, token)
             generation = time.perf_counter() - started
@@ -360,7 +357,9 @@ def run(options: IngestOptions, server_url: str, *, where: str) -> IngestResults
             registration_seconds, batched, single, first, last = asyncio.run(
                 _http_phases(server, token, monitor, profiler, plans)
             )
-            wrk = _wrk_phase(plans.wrk, server, token, monitor, log_dir, single.requests_per_s)
+            wrk = _wrk_phase(
+                plans.wrk, server, token, monitor, server.log_path.parent, single.requests_per_s
+            )
             server.stop()
             stored_events = monitor.count_ingested()
             stored_receipts = monitor.count(RECEIPTS_TABLE)
@@ -385,25 +384,12 @@ def run(options: IngestOptions, server_url: str, *, where: str) -> IngestResults
                 )
             naive = run_naive(url, options.naive_events, monitor, options.seed, KEY_NAME)
             copy = run_copy(monitor, first, last)
-            version, fsync, synchronous_commit = monitor.conn.execute(
-                "SELECT current_setting('server_version'), current_setting('fsync'), "
-                "current_setting('synchronous_commit')"
-            ).fetchone() or ("?", "?", "?")
-            failed = False
-        finally:
-            profiler.stop()
-            server.stop()
-            monitor.close()
-            if failed:
-                note(f"\n  the server's log is kept in {server.log_path}; its tail:")
-                note(server.log_tail())
-            else:
-                shutil.rmtree(log_dir, ignore_errors=True)
+            version, fsync, synchronous_commit = monitor.server_settings()
     setup = Setup(
         database=where,
-        server_version=str(version),
-        fsync=str(fsync),
-        synchronous_commit=str(synchronous_commit),
+        server_version=version,
+        fsync=fsync,
+        synchronous_commit=synchronous_commit,
         scratch_database=dbname,
         registrations=plans.registrations.events,
         registration_seconds=registration_seconds,

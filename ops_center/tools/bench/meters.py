@@ -60,6 +60,14 @@ class Monitor:
     def close(self) -> None:
         self.conn.close()
 
+    def server_settings(self) -> tuple[str, str, str]:
+        """The server's version and its ``fsync`` and ``synchronous_commit`` settings."""
+        row = self.conn.execute(
+            "SELECT current_setting('server_version'), current_setting('fsync'), "
+            "current_setting('synchronous_commit')"
+        ).fetchone()
+        return (str(row[0]), str(row[1]), str(row[2])) if row else ("?", "?", "?")
+
     def scalar(self, query: sql.Composed | str, params: Sequence[Any] = ()) -> Any:
         row = self.conn.execute(query, params).fetchone()
         assert row is not None

@@ -39,14 +39,12 @@ import argparse
 import asyncio
 import math
 import secrets
-import shutil
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
+from contextlib import closing
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Final
 
 import orjson
@@ -59,6 +57,7 @@ from ops_center.tools.bench.harness import (
     BenchServer,
     Profiler,
     bench_settings,
+    running_server,
     scratch_database,
 )
 from ops_center.tools.bench.meters import (
@@ -366,18 +365,19 @@ def run(options: StreamsOptions, server_url: str, *, where: str) -> StreamsResul
         writer = create_key(
             url, f"bench-writer-{secrets.token_hex(4)}", "integration", scopes=SCOPES
         )
-        log_dir = Path(tempfile.mkdtemp(prefix="ops-bench-streams-"))
-        # workers 0: the one-process server's in-process bus (the node brings its Redis)
-        server = BenchServer(
-            url, log_dir / "server.log", {"REDIS_URL": None}, workers=options.workers
-        )
-        server.start()
-        note(f"  server pid {server.pid} on port {server.port}, log {server.log_path}")
-        monitor = Monitor(url)
-        bench = Bench(options, server, monitor, url, viewer, writer, profiler)
         phases: list[PhaseResult] = []
-        failed = True
-        try:
+        with (
+            # workers 0: the one-process server's in-process bus (the node brings its Redis)
+            running_server(
+                url,
+                "ops-bench-streams-",
+                profiler,
+                {"REDIS_URL": None},
+                workers=options.workers,
+            ) as server,
+            closing(Monitor(url)) as monitor,
+        ):
+            bench = Bench(options, server, monitor, url, viewer, writer, profiler)
             asyncio.run(server.wait_ready())
             note(
                 f"  registering {options.cameras + options.stations} devices "
@@ -407,25 +407,12 @@ def run(options: StreamsOptions, server_url: str, *, where: str) -> StreamsResul
                         batch=fanout_batch,
                     )
                 )
-            version, fsync, synchronous_commit = monitor.conn.execute(
-                "SELECT current_setting('server_version'), current_setting('fsync'), "
-                "current_setting('synchronous_commit')"
-            ).fetchone() or ("?", "?", "?")
-            failed = False
-        finally:
-            profiler.stop()
-            server.stop()
-            monitor.close()
-            if failed:
-                note(f"\n  the server's log is kept in {server.log_path}; its tail:")
-                note(server.log_tail())
-            else:
-                shutil.rmtree(log_dir, ignore_errors=True)
+            version, fsync, synchronous_commit = monitor.server_settings()
     setup = StreamsSetup(
         database=where,
-        server_version=str(version),
-        fsync=str(fsync),
-        synchronous_commit=str(synchronous_commit),
+        server_version=version,
+        fsync=fsync,
+        synchronous_commit=synchronous_commit,
         scratch_database=dbname,
         registrations=len(opening),
         registration_seconds=registration_seconds,
