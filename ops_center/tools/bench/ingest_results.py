@@ -7,8 +7,8 @@ docs/DESIGN.md §4; `format_report` is what the run prints on stdout.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any, Final
+from dataclasses import dataclass, field
+from typing import Final
 
 from ops_center.runtime.progress import rate_text as rate
 from ops_center.tools.bench.baselines import BaselineResult
@@ -16,8 +16,8 @@ from ops_center.tools.bench.meters import CpuUse
 from ops_center.tools.bench.options import IngestOptions
 from ops_center.tools.bench.report import (
     Budget,
+    Judged,
     Machine,
-    as_plain,
     format_table,
     percentile,
     thousands,
@@ -120,7 +120,7 @@ class Setup:
 
 
 @dataclass(frozen=True, slots=True)
-class IngestResults:
+class IngestResults(Judged):
     """Everything one run measured (what ``--json`` writes)."""
 
     machine: Machine
@@ -134,15 +134,6 @@ class IngestResults:
     budgets: list[Budget]
     #: None when the run had no wrk phase (``--wrk-requests 0``, or wrk not installed).
     wrk: WrkResult | None = None
-
-    @property
-    def passed(self) -> bool:
-        return all(b.passed for b in self.budgets)
-
-    def as_json(self) -> dict[str, Any]:
-        plain: dict[str, Any] = as_plain(asdict(self))
-        plain["passed"] = self.passed
-        return plain
 
 
 def judge(

@@ -7,14 +7,14 @@ query p99 under 20 ms); `format_report` is what the run prints on stdout.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any, Final
+from dataclasses import dataclass, field
+from typing import Final
 
 from ops_center.runtime.progress import rate_text as rate
 from ops_center.tools.bench.meters import LocalCpu
 from ops_center.tools.bench.options import ProjectionsOptions
 from ops_center.tools.bench.queries import WARMUP, QueryTiming
-from ops_center.tools.bench.report import Budget, Machine, as_plain, format_table, thousands
+from ops_center.tools.bench.report import Budget, Judged, Machine, format_table, thousands
 
 # Budgets from docs/DESIGN.md §4.
 REBUILD_MIN_EVENTS_PER_S: Final = 50_000.0
@@ -64,7 +64,7 @@ class Setup:
 
 
 @dataclass(frozen=True, slots=True)
-class ProjectionsResults:
+class ProjectionsResults(Judged):
     """Everything one run measured (what ``--json`` writes)."""
 
     machine: Machine
@@ -77,15 +77,6 @@ class ProjectionsResults:
     budgets: list[Budget]
     #: All projections together without checkpoints (what checkpoints cost).
     no_checkpoints: Rebuild | None = None
-
-    @property
-    def passed(self) -> bool:
-        return all(b.passed for b in self.budgets)
-
-    def as_json(self) -> dict[str, Any]:
-        plain: dict[str, Any] = as_plain(asdict(self))
-        plain["passed"] = self.passed
-        return plain
 
 
 def judge(

@@ -12,7 +12,7 @@ import os
 import platform
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -132,3 +132,20 @@ def as_plain(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     return value
+
+
+class Judged:
+    """What every benchmark's results share (mixed into their frozen dataclasses, which
+    declare `budgets`): the run passed when every budget did; `as_json` for ``--json``."""
+
+    __slots__ = ()
+    budgets: list[Budget]
+
+    @property
+    def passed(self) -> bool:
+        return all(b.passed for b in self.budgets)
+
+    def as_json(self) -> dict[str, Any]:
+        plain: dict[str, Any] = as_plain(asdict(self))  # type: ignore[call-overload]
+        plain["passed"] = self.passed
+        return plain

@@ -7,12 +7,12 @@ docs/DESIGN.md §4 (issues 14 and 15); `format_report` is what the run prints on
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from typing import Any, Final
+from dataclasses import dataclass
+from typing import Final
 
 from ops_center.tools.bench.meters import CpuUse, Lag, ProcessMemory
 from ops_center.tools.bench.options import StreamsOptions
-from ops_center.tools.bench.report import Budget, Machine, as_plain, format_table, thousands
+from ops_center.tools.bench.report import Budget, Judged, Machine, format_table, thousands
 from ops_center.tools.loadclients.latency import LatencyStats
 
 # Budgets from docs/DESIGN.md §4.
@@ -109,21 +109,12 @@ class StreamsSetup:
 
 
 @dataclass(frozen=True, slots=True)
-class StreamsResults:
+class StreamsResults(Judged):
     machine: Machine
     options: StreamsOptions
     setup: StreamsSetup
     phases: list[PhaseResult]
     budgets: list[Budget]
-
-    @property
-    def passed(self) -> bool:
-        return all(b.passed for b in self.budgets)
-
-    def as_json(self) -> dict[str, Any]:
-        plain: dict[str, Any] = as_plain(asdict(self))
-        plain["passed"] = self.passed
-        return plain
 
 
 def _ms(value: float) -> str:
