@@ -85,6 +85,17 @@ async def record(store: OpsCenter, raws: Sequence[dict[str, Any]]) -> int:
     return max(p for p in positions if p is not None)
 
 
+async def follow_to(follower: Follower, position: int, seconds: float = 20) -> None:
+    """Run `follower` until every consumer has reached `position` (at most `seconds`), then
+    stop it."""
+    follower.start()
+    try:
+        async with asyncio.timeout(seconds):
+            await follower.wait_for(position)
+    finally:
+        await follower.stop()
+
+
 async def record_world(store: OpsCenter) -> int:
     last = 0
     for batch in known_world(datetime.now(TZ)):
@@ -260,12 +271,7 @@ async def test_a_runner_failing_mid_chunk_retries_without_double_counting(
     flaky = [Flaky(factory(), fail_on=2) for factory in PROJECTIONS.values()]
     follower = Follower(fresh_url, flaky, batch=10, min_backoff=0.01)
     with caplog.at_level(logging.ERROR, logger="ops_center.pipeline.follower"):
-        follower.start()
-        try:
-            async with asyncio.timeout(20):
-                await follower.wait_for(last)
-        finally:
-            await follower.stop()
+        await follow_to(follower, last)
     # every projection that had events to apply failed once (alarms has none here)
     failed = [f for f in flaky if f.calls]
     assert len(failed) == len(flaky) - 1
@@ -384,12 +390,7 @@ async def test_feed_from_one_large_chunk_equals_the_feed_event_by_event(
     await reset(conn, small)
 
     follower = Follower(fresh_url, [FeedProjection(keep=40)], batch=10_000)
-    follower.start()
-    try:
-        async with asyncio.timeout(20):
-            await follower.wait_for(last)
-    finally:
-        await follower.stop()
+    await follow_to(follower, last)
     assert follower.steps == 1  # the whole log in one chunk
     assert await dump(conn, [small]) == one_by_one
 
@@ -522,12 +523,7 @@ async def test_one_reading_of_the_log_feeds_every_projection(
     read: list[int] = []
     follower = Follower(fresh_url, create_projections(), batch=50)
     follower.on_step.append(lambda events, _seconds, _delay: read.append(events))
-    follower.start()
-    try:
-        async with asyncio.timeout(20):
-            await follower.wait_for(last)
-    finally:
-        await follower.stop()
+    await follow_to(follower, last)
     assert sum(read) == last  # every position once, for five projections together
     assert len([n for n in read if n]) >= last // 50
     assert await dump(conn, create_projections()) == expected
