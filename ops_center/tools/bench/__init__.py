@@ -11,7 +11,8 @@ database, the server process, the profiler), `client` (a minimal HTTP client), `
 (the server process itself), `meters` (counts, positions, CPU time), `report` (percentiles,
 tables, the machine, budgets); then per benchmark: `ingest` with `ingest_results` and
 `baselines`; `projections` with `fill`, `queries` and `projections_results`; `streams` with
-`streams_results` (its clients are the lean ones of `ops_center.tools.loadclients`).
+`streams_results` (its clients are the lean ones of `ops_center.tools.loadclients`);
+`pipeline` with `pipeline_results` (the pipeline alone, catching up).
 """
 
 from __future__ import annotations
@@ -92,6 +93,19 @@ def add_bench_arguments(
     from ops_center.tools.bench.options import add_streams_arguments
 
     add_streams_arguments(streams)
+    pipeline = sub.add_parser(
+        "pipeline",
+        parents=every,
+        help="the event pipeline's CPU per event, catching up, vs plain scan",
+        description="Fill a fresh database with the simulated province's events, then "
+        "follow its log from position 0 with every projection and the alarm rules (and "
+        "each side alone, on copies of the same database) and report events/s and the CPU "
+        "of the pipeline and of PostgreSQL per event beside a plain scan of the log, "
+        "against the budgets of the event pipeline.",
+    )
+    from ops_center.tools.bench.options import add_pipeline_arguments
+
+    add_pipeline_arguments(pipeline)
 
 
 #: Defaults of ``bench projections`` (`ops_center.tools.bench.options.ProjectionsOptions`).
@@ -114,4 +128,8 @@ def run_bench(args: argparse.Namespace, settings: Settings) -> int:
         from ops_center.tools.bench.streams import main as streams_main
 
         return streams_main(args, settings)
+    if args.bench_command == "pipeline":
+        from ops_center.tools.bench.pipeline import main as pipeline_main
+
+        return pipeline_main(args, settings)
     raise SystemExit(f"ops-center bench: unknown benchmark {args.bench_command!r}")

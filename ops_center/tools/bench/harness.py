@@ -67,15 +67,20 @@ def bench_settings(args: argparse.Namespace, settings: Settings) -> tuple[Settin
 
 
 @contextmanager
-def scratch_database(server_url: str) -> Iterator[str]:
-    """A new database ``ops_bench_<hex>`` on the server of `server_url`, dropped after."""
+def scratch_database(server_url: str, template: str | None = None) -> Iterator[str]:
+    """A new database ``ops_bench_<hex>`` on the server of `server_url`, dropped after;
+    a copy of the database `template` (its URL, on the same server, with nobody connected
+    to it) when one is given."""
     try:
         server = Database.parse(server_url)
     except DatabaseConfigError as exc:
         raise BenchError(str(exc)) from None
     name = f"ops_bench_{secrets.token_hex(6)}"
+    create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+    if template is not None:
+        create += sql.SQL(" TEMPLATE {}").format(sql.Identifier(Database.parse(template).dbname))
     with psycopg.connect(server.conninfo, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        conn.execute(create)
     try:
         yield server.with_dbname(name).url
     finally:
@@ -248,9 +253,11 @@ class Profiler:
                 raise BenchError("--profile needs py-spy on PATH (pip install py-spy)")
             directory.mkdir(parents=True, exist_ok=True)
 
-    def start(self, pid: int, phase: str, *, subprocesses: bool = False) -> bool:
+    def start(self, pid: int, phase: str, *, subprocesses: bool = False, gil: bool = False) -> bool:
         """Start recording `pid` (and its children: a node's processes, each under its
-        pid in the profile); False when profiling is off."""
+        pid in the profile); False when profiling is off. `gil`: only the thread holding
+        the GIL, busy samples only (where one process's CPU goes), instead of every
+        thread, idle ones included."""
         if self.directory is None or self.executable is None:
             return False
         self._output = self.directory / f"server-{phase}.{self.SUFFIXES[self.format]}"
@@ -267,7 +274,7 @@ class Profiler:
                 "--rate",
                 "250",
                 "--threads",
-                "--idle",
+                *(["--gil"] if gil else ["--idle"]),
                 "--nonblocking",
                 *(["--subprocesses"] if subprocesses else []),
             ],

@@ -207,11 +207,17 @@ class CpuReading:
 
 
 class PostgresCpu:
-    """CPU seconds of every PostgreSQL process on this machine, sampled in a thread (its
-    backends come and go, so one reading at each end would miss some)."""
+    """CPU seconds of every PostgreSQL process on this machine, or of one server's
+    (`postmaster`: its pid; its backends and background processes are its children),
+    sampled in a thread (backends come and go, so one reading at each end would miss
+    some)."""
 
-    def __init__(self) -> None:
+    def __init__(self, postmaster: int | None = None) -> None:
+        self.postmaster = postmaster
         self._seen: dict[int, tuple[float, float]] = {}  # pid -> (first, last) CPU seconds
+        #: CPU seconds of the sampling thread itself (known once it stopped): reading every
+        #: process's times costs this process CPU that is not the work measured.
+        self.own = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -226,14 +232,27 @@ class PostgresCpu:
         self._sample()
 
     def _run(self) -> None:
+        started = time.thread_time()
         while not self._stop.wait(CPU_SAMPLE):
             self._sample()
+        self.own = time.thread_time() - started
+
+    def _processes(self) -> Iterable[Any]:
+        if self.postmaster is None:
+            return (
+                p
+                for p in psutil.process_iter(["name"])
+                if (p.info["name"] or "").startswith("postgres")
+            )
+        try:
+            server = psutil.Process(self.postmaster)
+            return [server, *server.children()]
+        except psutil.Error:
+            return []
 
     def _sample(self) -> None:
-        for process in psutil.process_iter(["name"]):
+        for process in self._processes():
             try:
-                if not (process.info["name"] or "").startswith("postgres"):
-                    continue
                 times = process.cpu_times()
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                 continue
@@ -255,11 +274,30 @@ class LocalCpu:
     other: float
 
 
+def postmaster_of(database_url: str) -> int | None:
+    """The pid of the PostgreSQL server of `database_url` when it runs on this machine
+    (the parent of a backend), else None."""
+    database = Database.parse(database_url)
+    host = database.get("host") or "localhost"
+    if host not in ("127.0.0.1", "localhost", "::1") and not host.startswith("/"):
+        return None
+    with psycopg.connect(database.conninfo) as conn:
+        row = conn.execute("SELECT pg_backend_pid()").fetchone()
+    try:
+        return int(psutil.Process(int(row[0])).ppid()) if row else None
+    except psutil.Error:
+        return None
+
+
 class CpuMeter:
-    """This process, PostgreSQL and the whole machine over one phase (`use` after it)."""
+    """This process, PostgreSQL and the whole machine over one phase (`use` after it).
+    `postmaster`: count only that PostgreSQL server's processes (`postmaster_of`)."""
+
+    def __init__(self, postmaster: int | None = None) -> None:
+        self.postmaster = postmaster
 
     def __enter__(self) -> CpuMeter:
-        self._postgres = PostgresCpu().__enter__()
+        self._postgres = PostgresCpu(self.postmaster).__enter__()
         self._wall = time.perf_counter()
         self._client = time.process_time()
         self._machine = machine_busy_seconds()
@@ -267,9 +305,9 @@ class CpuMeter:
 
     def __exit__(self, *_: object) -> None:
         wall = max(time.perf_counter() - self._wall, 1e-9)
-        client = (time.process_time() - self._client) / wall
-        machine = (machine_busy_seconds() - self._machine) / wall
         self._postgres.__exit__()
+        client = (time.process_time() - self._client - self._postgres.own) / wall
+        machine = (machine_busy_seconds() - self._machine) / wall
         postgres = self._postgres.seconds() / wall
         self.use = LocalCpu(client, postgres, max(0.0, machine - client - postgres))
 

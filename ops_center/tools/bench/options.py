@@ -100,22 +100,30 @@ def add_ingest_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_node_arguments(parser: argparse.ArgumentParser, workers: int, profile_format: str) -> None:
-    """``--profile``, ``--profile-format`` and ``--workers``: the node under test and its
-    profile (``bench ingest`` and ``bench streams``)."""
+def _add_profile_arguments(
+    parser: argparse.ArgumentParser, what: str, profile_format: str = "flamegraph"
+) -> None:
+    """``--profile DIR`` and ``--profile-format``: py-spy recording `what`."""
     parser.add_argument(
         "--profile",
         type=Path,
         dest="profile_dir",
         metavar="DIR",
-        help="record the server's processes with py-spy during each measured phase, into DIR "
-        "(needs py-spy: pip install py-spy)",
+        help=f"record {what} with py-spy, into DIR (needs py-spy: pip install py-spy)",
     )
     parser.add_argument(
         "--profile-format",
         choices=["flamegraph", "speedscope", "raw"],
         default=profile_format,
-        help="py-spy output format (default flamegraph: an SVG per phase)",
+        help=f"py-spy output format (default {profile_format})",
+    )
+
+
+def add_node_arguments(parser: argparse.ArgumentParser, workers: int, profile_format: str) -> None:
+    """``--profile``, ``--profile-format`` and ``--workers``: the node under test and its
+    profile (``bench ingest`` and ``bench streams``)."""
+    _add_profile_arguments(
+        parser, "the server's processes during each measured phase", profile_format
     )
     parser.add_argument(
         "--workers",
@@ -203,6 +211,75 @@ def projections_options(args: argparse.Namespace) -> ProjectionsOptions:
         rounds=args.rounds,
         seed=args.seed,
         json_path=args.json_path,
+        check=args.check,
+    )
+
+
+# -- bench pipeline ---------------------------------------------------------------------
+
+#: Defaults of ``bench pipeline``.
+PIPELINE_EVENTS = 100_000
+PIPELINE_CHUNK = 5_000
+PIPELINE_SEED = 11
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineOptions:
+    """What to measure; the defaults are the documented benchmark (about two minutes)."""
+
+    events: int = PIPELINE_EVENTS
+    chunk: int = PIPELINE_CHUNK
+    seed: int = PIPELINE_SEED
+    json_path: Path | None = None
+    profile_dir: Path | None = None
+    profile_format: str = "flamegraph"
+    check: bool = False
+
+    def __post_init__(self) -> None:
+        if self.events < 1_000:
+            raise ValueError("--events must be at least 1,000")
+        if self.chunk < 1:
+            raise ValueError("--chunk must be at least 1")
+
+
+def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``ops-center bench pipeline`` (the module is imported on use)."""
+    parser.add_argument(
+        "--events",
+        type=_count,
+        default=PIPELINE_EVENTS,
+        metavar="N",
+        help=f"events in the log (default {PIPELINE_EVENTS:,})",
+    )
+    parser.add_argument(
+        "--chunk",
+        type=_count,
+        default=PIPELINE_CHUNK,
+        metavar="N",
+        help=f"most events per step, as the follower's chunks under load (default "
+        f"{PIPELINE_CHUNK:,})",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=PIPELINE_SEED, help="seed of the simulated province"
+    )
+    parser.add_argument(
+        "--json", type=Path, dest="json_path", metavar="PATH", help="also write results as JSON"
+    )
+    _add_profile_arguments(parser, "the pipeline (this process) during each catch-up")
+    parser.add_argument(
+        "--check", action="store_true", help="exit with status 1 when a budget is not met"
+    )
+
+
+def pipeline_options(args: argparse.Namespace) -> PipelineOptions:
+    """The options parsed by `add_pipeline_arguments` (`ValueError` if out of range)."""
+    return PipelineOptions(
+        events=args.events,
+        chunk=args.chunk,
+        seed=args.seed,
+        json_path=args.json_path,
+        profile_dir=args.profile_dir,
+        profile_format=args.profile_format,
         check=args.check,
     )
 
