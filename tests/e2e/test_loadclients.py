@@ -26,7 +26,7 @@ import pytest
 from ops_center.tools.loadclients.cpu import CpuAccount, postmaster_of
 from ops_center.tools.loadclients.http import BATCH, STRUCTURED, HttpLoad, run_http
 from ops_center.tools.loadclients.screens import Screens, ScreensResult
-from ops_center.tools.loadclients.workers import LoadClientError
+from ops_center.tools.loadclients.workers import LoadClientError, Worker
 from ops_center.tools.loadclients.wrk import run_wrk
 from web.appkeys import PROJECTIONS
 
@@ -254,9 +254,13 @@ async def test_http_counts_refused_requests(make_api, ce):
     assert result.workers[0].samples[0].startswith("HTTP 401")
 
 
-async def test_http_reports_a_server_that_is_not_there():
+async def test_http_reports_a_server_that_is_not_there(monkeypatch):
     from ops_center.embedded.common import free_port
 
+    # With no connection the worker is left waiting for "go" and is ended by `close`'s
+    # timeout (10 s by default): a shorter one ends it the same way, sooner.
+    close = Worker.close
+    monkeypatch.setattr(Worker, "close", lambda self, timeout=0.5: close(self, timeout))
     with pytest.raises(LoadClientError, match="no connection"):
         await asyncio.to_thread(
             run_http, f"http://127.0.0.1:{free_port()}", "k", [b"{}"], connections=1

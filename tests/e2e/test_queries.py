@@ -36,6 +36,21 @@ async def world_api(fresh_url: str, make_api: Any, make_key: Any) -> Any:
     return await make_api(key=make_key("admin", url=fresh_url), database_url=fresh_url)
 
 
+@pytest.fixture(scope="module")
+def refusals_url(new_database: Any) -> Iterator[str]:
+    """A database the bad-parameter tests share: they only ask, and are refused (no
+    test of theirs writes an event, so none sees another's)."""
+    with new_database() as url:
+        yield url
+
+
+@pytest.fixture
+async def refusing_api(refusals_url: str, make_api: Any, make_key: Any) -> Any:
+    """As `world_api` (an admin key, a database of the module's), for the bad-parameter
+    tests: a new app on `refusals_url`."""
+    return await make_api(key=make_key("admin", url=refusals_url), database_url=refusals_url)
+
+
 async def settle(api: Any, position: int) -> None:
     """Wait until every projection of the app has applied `position`."""
     async with asyncio.timeout(15):
@@ -431,9 +446,9 @@ async def test_feed_lists_latest_events_newest_first(world_api: Any) -> None:
     ],
 )
 async def test_bad_parameters_answer_400_naming_the_parameter(
-    world_api: Any, path: str, parameter: str
+    refusing_api: Any, path: str, parameter: str
 ) -> None:
-    assert_problem(await world_api.get(path), 400, parameter)
+    assert_problem(await refusing_api.get(path), 400, parameter)
 
 
 async def test_keys_that_cannot_read_get_403(fresh_url: str, make_api: Any, make_key: Any) -> None:

@@ -46,6 +46,21 @@ async def world_api(fresh_url: str, make_api: Any, make_key: Any) -> Any:
     return await make_api(key=make_key("admin", url=fresh_url), database_url=fresh_url)
 
 
+@pytest.fixture(scope="module")
+def refusals_url(new_database: Any) -> Iterator[str]:
+    """A database the bad-parameter tests share: they only ask, and are refused (no
+    test of theirs writes an event, so none sees another's)."""
+    with new_database() as url:
+        yield url
+
+
+@pytest.fixture
+async def refusing_api(refusals_url: str, make_api: Any, make_key: Any) -> Any:
+    """As `world_api` (an admin key, a database of the module's), for the bad-parameter
+    tests: a new app on `refusals_url`."""
+    return await make_api(key=make_key("admin", url=refusals_url), database_url=refusals_url)
+
+
 async def settle(api: Any, position: int) -> None:
     async with asyncio.timeout(15):
         await api.app[PROJECTIONS].wait_for(position)
@@ -229,8 +244,10 @@ async def test_one_report_has_its_details_and_every_event(world_api: Any, make_k
         ("/api/v1/reports/stats?from=2026-11-01&to=2026-11-02&agency=NOBODY", "agency"),
     ],
 )
-async def test_bad_report_parameters_are_named(world_api: Any, path: str, parameter: str) -> None:
-    assert_problem(await world_api.get(path), parameter)
+async def test_bad_report_parameters_are_named(
+    refusing_api: Any, path: str, parameter: str
+) -> None:
+    assert_problem(await refusing_api.get(path), parameter)
 
 
 # -- the statistics on a crafted set --------------------------------------------------------

@@ -1,5 +1,6 @@
-"""A node with two HTTP processes (``ops-center serve --workers 2``), each test against a
-real serve of its own: the port is shared (``SO_REUSEPORT``), and keys, rate limits and
+"""A node with two HTTP processes (``ops-center serve --workers 2``), against a real serve:
+one for the module's tests that leave it as they found it, one of its own for the test that
+kills a worker. The port is shared (``SO_REUSEPORT``), and keys, rate limits and
 idempotency hold across the processes; a worker killed with SIGKILL is replaced while the
 other answers; a screen on one worker sees what is committed through the other.
 
@@ -10,8 +11,11 @@ connections over the processes, so each test opens connections until both have a
 from __future__ import annotations
 
 import asyncio
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +31,10 @@ from ops_center.embedded.postgres import EmbeddedPostgres, free_port
 pytestmark = [pytest.mark.fault, pytest.mark.timeout(240)]
 
 
-@pytest.fixture
-async def node(server_dir: Path) -> AsyncIterator[Serve]:
-    serve = Serve(server_dir, free_port(), OPS_CENTER_WORKERS="2")
+@asynccontextmanager
+async def running_node(data_dir: Path) -> AsyncIterator[Serve]:
+    """A node on the embedded PostgreSQL of `data_dir`, both workers answering."""
+    serve = Serve(data_dir, free_port(), OPS_CENTER_WORKERS="2")
     serve.start()
     try:
         await serve.wait_healthy()
@@ -37,7 +42,25 @@ async def node(server_dir: Path) -> AsyncIterator[Serve]:
         yield serve
     finally:
         serve.stop()
-        await asyncio.to_thread(EmbeddedPostgres(server_dir).stop)
+        await asyncio.to_thread(EmbeddedPostgres(data_dir).stop)
+
+
+@pytest.fixture(scope="module")
+async def node() -> AsyncIterator[Serve]:
+    """One node for the tests that kill nothing (each uses keys and events of its own)."""
+    folder = Path(tempfile.mkdtemp(prefix="ops-center-test-"))  # as conftest's server_dir
+    try:
+        async with running_node(folder / "data") as serve:
+            yield serve
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+async def own_node(server_dir: Path) -> AsyncIterator[Serve]:
+    """A node of this test's own (it kills a worker)."""
+    async with running_node(server_dir) as serve:
+        yield serve
 
 
 async def both_answer(serve: Serve, within: float = 60) -> None:
@@ -111,9 +134,11 @@ async def test_a_keys_rate_limit_is_one_limit_for_the_node(node: Serve) -> None:
 
 
 async def test_a_worker_killed_with_sigkill_is_replaced_while_the_other_answers(
-    node: Serve,
+    own_node: Serve,
 ) -> None:
     import random
+
+    node = own_node
 
     key = await asyncio.to_thread(node.key, "integration")
     before = {p.pid for p in http_children(node)}

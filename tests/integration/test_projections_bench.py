@@ -113,9 +113,9 @@ def _fill(url: str, raws: Sequence[dict[str, Any]], batch: int) -> None:
 
 async def test_the_fast_fill_stores_what_ingest_stores(ingested_url: str, filled_url: str) -> None:
     end = datetime(2026, 11, 20, 15, 0, tzinfo=TZ)  # a Friday afternoon
-    raws = Traffic(cameras=200, stations=60, events=6_000, seed=11, end=end).take(6_000)
-    await asyncio.to_thread(_ingest, ingested_url, raws, 700)
-    await asyncio.to_thread(_fill, filled_url, raws, 1_300)
+    raws = Traffic(cameras=200, stations=60, events=2_500, seed=11, end=end).take(2_500)
+    await asyncio.to_thread(_ingest, ingested_url, raws, 300)
+    await asyncio.to_thread(_fill, filled_url, raws, 550)
 
     ingested, filled = _events(ingested_url), _events(filled_url)
     assert len(ingested) == len(raws)
@@ -149,24 +149,24 @@ def test_a_tiny_run_reports_every_figure(
     database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "projections.json"
-    code = _bench(["--events", "4000", "--rounds", "3", "--json", str(out)], database_url)
+    code = _bench(["--events", "1500", "--rounds", "3", "--json", str(out)], database_url)
     assert code == 0
 
     results = json.loads(out.read_text())
-    assert results["setup"]["events"] == 4000
+    assert results["setup"]["events"] == 1500
     assert results["setup"]["rejected"] == 0
     assert results["setup"]["dossiers"] > 0
-    assert results["scan"]["events"] == 4000
+    assert results["scan"]["events"] == 1500
     assert results["scan"]["per_s"] > 0
     together = results["together"]
-    assert together["events"] == 4000
+    assert together["events"] == 1500
     assert together["per_s"] > 0
     assert sorted(together["projections"]) == sorted(PROJECTIONS)
     plain = results["no_checkpoints"]
-    assert plain["events"] == 4000
+    assert plain["events"] == 1500
     assert plain["per_s"] > 0
     assert [r["label"] for r in results["alone"]] == list(PROJECTIONS)
-    assert all(r["events"] == 4000 and r["per_s"] > 0 for r in results["alone"])
+    assert all(r["events"] == 1500 and r["per_s"] > 0 for r in results["alone"])
     queries = {q["name"]: q for q in results["queries"]}
     assert "baseline: SELECT 1" in queries
     for name in (

@@ -191,12 +191,14 @@ def in_progress(selected: Sequence[Dossier], moment: datetime) -> dict[str, int]
     """The definition: received at or before `moment`, not closed at or before it (a
     closing before the reception counts as at the reception), classified by due time."""
     out = {"not_yet_due": 0, "due_within_24h": 0, "overdue": 0}
+    # The same instants in UTC, the zone of the rows: comparisons then skip the zone.
+    within, moment = utc(moment + DAY), utc(moment)
     for d in selected:
         closed = None if d.closed_at is None else max(d.closed_at, d.received_at)
         if d.received_at <= moment and (closed is None or closed > moment):
             if d.due_at < moment:
                 out["overdue"] += 1
-            elif d.due_at < moment + DAY:
+            elif d.due_at < within:
                 out["due_within_24h"] += 1
             else:
                 out["not_yet_due"] += 1
@@ -204,10 +206,18 @@ def in_progress(selected: Sequence[Dossier], moment: datetime) -> dict[str, int]
 
 
 def brute_bucket(
-    selected: Sequence[Dossier], begin: datetime, stop: datetime, clock: datetime
+    selected: Sequence[Dossier],
+    begin: datetime,
+    stop: datetime,
+    clock: datetime,
+    candidates: Sequence[Dossier] | None = None,
 ) -> dict[str, Any]:
-    received = [d for d in selected if begin <= d.received_at < stop]
-    closed = [d for d in selected if d.closed_at is not None and begin <= d.closed_at < stop]
+    """`candidates`: the dossiers of `selected` received or closed in a range holding
+    ``[begin, stop)`` (the others cannot count as received or closed in it)."""
+    pool = selected if candidates is None else candidates
+    lo, hi = utc(begin), utc(stop)  # the rows' zone: comparisons then skip the zone
+    received = [d for d in pool if lo <= d.received_at < hi]
+    closed = [d for d in pool if d.closed_at is not None and lo <= d.closed_at < hi]
     on_time = sum(1 for d in closed if d.state == "completed" and d.on_time is True)
     late = sum(1 for d in closed if d.state == "completed" and d.on_time is False)
     online = sum(1 for d in received if d.channel == "online")
@@ -241,7 +251,15 @@ def brute_stats(
         for d in all_dossiers
         if (agency is None or d.agency == agency) and (units is None or d.unit in units)
     ]
-    items = [brute_bucket(selected, b, s, clock) for b, s in buckets(start, end, bucket)]
+    lo, hi = utc(start), utc(end)
+    candidates = [
+        d
+        for d in selected
+        if lo <= d.received_at < hi or (d.closed_at is not None and lo <= d.closed_at < hi)
+    ]
+    items = [
+        brute_bucket(selected, b, s, clock, candidates) for b, s in buckets(start, end, bucket)
+    ]
     totals = brute_bucket(selected, start, end, clock)
     return {"items": items, "totals": totals}
 
