@@ -42,7 +42,6 @@ once, closed once, rated once), so any cut of the log into chunks gives the same
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Final
 from uuid import UUID
@@ -240,15 +239,9 @@ _LOCAL_OFFSET: Final = timedelta(hours=7)
 _STEADY_FROM: Final = 1976
 
 
-@dataclass(slots=True)
-class _Dossier:
-    """What the fold needs of a dossier (from its reception, in this chunk or stored)."""
-
-    agency: str
-    unit: str
-    fee: bool
-    due_at: datetime
-    received_at: datetime
+# What the fold needs of a dossier (from its reception in this chunk, or its stored row as
+# `_LOOKUP` fetches it, used as it is): by position in the row.
+_AGENCY, _UNIT, _FEE, _DUE_AT, _RECEIVED_AT = range(1, 6)
 
 
 def timely(event: Event) -> bool:
@@ -314,19 +307,21 @@ class _Changes:
 
 class _Arrival:
     """`timely` for the events of a chunk, each ``received_at`` parsed once (a batch of
-    events shares one)."""
+    events shares one), as the earliest timely time (received - time <= TIMELY exactly
+    when time >= received - TIMELY)."""
 
     def __init__(self) -> None:
-        self._parsed: dict[str, datetime] = {}
+        self._earliest: dict[str, datetime] = {}
 
     def timely(self, event: Event) -> bool:
         received = event.meta.get("received_at")
         if not isinstance(received, str):
             return True  # not from a CloudEvent: nothing was late
-        at = self._parsed.get(received)
-        if at is None:
-            at = self._parsed[received] = datetime.fromisoformat(received)
-        return at - event.time <= TIMELY
+        earliest = self._earliest.get(received)
+        if earliest is None:
+            earliest = datetime.fromisoformat(received) - TIMELY
+            self._earliest[received] = earliest
+        return event.time >= earliest
 
 
 class _Times:
@@ -360,7 +355,7 @@ class ServiceIndexProjection(Projection):
 
     async def apply(self, conn: Connection, events: Sequence[Event]) -> None:
         new: dict[UUID, list[Any]] = {}  # rows received in this chunk (column order)
-        known: dict[UUID, _Dossier] = {}
+        known: dict[UUID, Sequence[Any]] = {}
         later: dict[UUID, dict[str, Any]] = {}  # closings and ratings of stored dossiers
         supplements: list[tuple[Any, ...]] = []
         arrival = _Arrival()
@@ -371,7 +366,7 @@ class ServiceIndexProjection(Projection):
                 oid = event.originator_id
                 due_at = due_times.parse(state["due_at"])
                 agency, unit, fee = state["agency"], state["unit"], state.get("fee") is True
-                known[oid] = _Dossier(agency, unit, fee, due_at, event.time)
+                known[oid] = (oid, agency, unit, fee, due_at, event.time)
                 new[oid] = [
                     oid,
                     state["code"],
@@ -391,7 +386,7 @@ class ServiceIndexProjection(Projection):
         missing = list({e.originator_id for e in events if e.originator_id not in known})
         if missing:
             for row in await conn.fetch(_LOOKUP, missing):
-                known[row[0]] = _Dossier(row[1], row[2], row[3], row[4], row[5])
+                known[row[0]] = row
         changes = _Changes()
         cell = changes.cell
         for event in events:
@@ -402,7 +397,7 @@ class ServiceIndexProjection(Projection):
             state = event.state
             at = event.time
             what = event.name
-            agency, unit = dossier.agency, dossier.unit
+            agency, unit = dossier[_AGENCY], dossier[_UNIT]
             if what == _RECEIVED:
                 counts = cell(agency, unit, at)
                 eligible = state["level"] in ONLINE_LEVELS
@@ -413,8 +408,8 @@ class ServiceIndexProjection(Projection):
                 counts[IN_PROGRESS] += 1
                 counts[STATUS] += 1
                 counts[TIMELY_COUNT] += arrival.timely(event)
-                r = dossier.received_at
-                overdue = dossier.due_at + _US
+                r = dossier[_RECEIVED_AT]
+                overdue = dossier[_DUE_AT] + _US
                 cell(agency, unit, r if r > overdue else overdue)[OVERDUE] += 1
                 continue
             if what == _RATED:
@@ -436,15 +431,15 @@ class ServiceIndexProjection(Projection):
                     continue
                 completed = what == _COMPLETED
                 if completed:
-                    fee = dossier.fee
+                    fee = dossier[_FEE]
                     counts[COMPLETED] += 1
                     counts[ON_TIME] += state.get("on_time") is True
                     counts[FEE] += fee
                     counts[PAID] += fee and state.get("paid_online") is True
                     counts[E_RESULT] += state.get("e_result") is True
-                r = dossier.received_at
+                r = dossier[_RECEIVED_AT]
                 cell(agency, unit, r if r > at else at)[IN_PROGRESS] -= 1
-                overdue = max(r, dossier.due_at + _US, at)
+                overdue = max(r, dossier[_DUE_AT] + _US, at)
                 cell(agency, unit, overdue)[OVERDUE] -= 1
                 fields = {
                     "state": "completed" if completed else "withdrawn",
