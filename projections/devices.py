@@ -25,13 +25,13 @@ into chunks, so a rebuild gives exactly the tables that incremental processing g
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
+from operator import itemgetter
 from typing import Any, ClassVar, Final
 from uuid import UUID
 
 from ops_center.domain.camera import Camera
-from ops_center.domain.events import names_of
+from ops_center.domain.events import name_of
 from ops_center.domain.radio import RadioStation
 from ops_center.store.log import Event
 from projections.checkpoints import MARKER, Checkpointed, create_indexes
@@ -41,6 +41,8 @@ CAMERA: Final = "camera"
 RADIO: Final = "radio"
 
 _KINDS: Final = {"Camera": CAMERA, "RadioStation": RADIO}
+#: The status and last alert of a device just registered.
+_NO_STATE: Final = (None,) * 6
 
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS rm_devices (
@@ -178,6 +180,7 @@ def _update(columns: Sequence[tuple[str, str]]) -> str:
 
 
 _UPDATE_DEVICES: Final = _update(_DEVICE_COLUMNS)
+_DEVICE_NAMES: Final = [c for c, _ in _DEVICE_COLUMNS]
 #: The columns that change without a new registration (most updates: fewer to send).
 _STATE_COLUMNS: Final = (
     ("originator_id", "uuid"),
@@ -216,12 +219,18 @@ _UPSERT_CLUSTERS: Final = _upsert(
     ],
     ["originator_id", "cluster"],
 )
-_INSERT_BROADCASTS: Final = """
-INSERT INTO rm_broadcasts (originator_id, broadcast_id, start_position, station, unit, program,
-                           kind, started_at, ended_at, end_position)
-SELECT * FROM unnest($1::uuid[], $2::text[], $3::int8[], $4::text[], $5::text[], $6::text[],
-                     $7::text[], $8::timestamptz[], $9::timestamptz[], $10::int8[])
-"""
+_BROADCAST_COLUMNS: Final = (
+    "originator_id",
+    "broadcast_id",
+    "start_position",
+    "station",
+    "unit",
+    "program",
+    "kind",
+    "started_at",
+    "ended_at",
+    "end_position",
+)
 _END_BROADCASTS: Final = """
 UPDATE rm_broadcasts b SET ended_at = e.ended_at, end_position = e.position
 FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::int8[])
@@ -230,105 +239,53 @@ WHERE b.originator_id = e.originator_id AND b.broadcast_id = e.broadcast_id
   AND b.end_position IS NULL AND b.start_position < e.position
 """
 
+# A device being folded is a list of the values of its ``rm_devices`` row, in
+# `_DEVICE_COLUMNS` order (built from the fetched record in one call, written back as it
+# is: no object per device and no copy per event).
+(
+    _ID,
+    _KIND,
+    _CODE,
+    _NAME,
+    _UNIT,
+    _CAMERA_KIND,
+    _CLUSTERS,
+    _LAT,
+    _LON,
+    _REGISTERED_AT,
+    _STATUS,
+    _STATUS_AT,
+    _ALERT_ID,
+    _ALERT_CATEGORY,
+    _ALERT_SEVERITY,
+    _ALERT_AT,
+    _CREATED_POSITION,
+    _UPDATED_POSITION,
+) = range(len(_DEVICE_COLUMNS))
+#: The values of `_STATE_COLUMNS` in a device's list.
+_STATE_ROW: Final = itemgetter(*(_DEVICE_NAMES.index(c) for c, _ in _STATE_COLUMNS))
+# The values of a broadcast started in this chunk (`_BROADCAST_COLUMNS` order).
+_ENDED_AT: Final = _BROADCAST_COLUMNS.index("ended_at")
+_END_POSITION: Final = _BROADCAST_COLUMNS.index("end_position")
 
-@dataclass(slots=True)
-class Device:
-    """A row of ``rm_devices`` being folded."""
-
-    originator_id: UUID
-    kind: str
-    code: str
-    name: str
-    unit: str
-    camera_kind: str | None
-    clusters: int | None
-    lat: float | None
-    lon: float | None
-    registered_at: datetime
-    status: str | None
-    status_at: datetime | None
-    last_alert_id: str | None
-    last_alert_category: str | None
-    last_alert_severity: str | None
-    last_alert_at: datetime | None
-    created_position: int
-    updated_position: int
-
-    def row(self) -> tuple[Any, ...]:
-        return (
-            self.originator_id,
-            self.kind,
-            self.code,
-            self.name,
-            self.unit,
-            self.camera_kind,
-            self.clusters,
-            self.lat,
-            self.lon,
-            self.registered_at,
-            self.status,
-            self.status_at,
-            self.last_alert_id,
-            self.last_alert_category,
-            self.last_alert_severity,
-            self.last_alert_at,
-            self.created_position,
-            self.updated_position,
-        )
-
-    def state_row(self) -> tuple[Any, ...]:
-        return (
-            self.originator_id,
-            self.status,
-            self.status_at,
-            self.last_alert_id,
-            self.last_alert_category,
-            self.last_alert_severity,
-            self.last_alert_at,
-            self.updated_position,
-        )
+# What an event does, by its short name.
+_REGISTERED, _REREGISTERED, _STATUS_REPORTED, _ALERT, _FAULT, _RESTORED, _STARTED, _ENDED = range(8)
+_WHAT: Final = {
+    name_of(Camera, "Registered"): _REGISTERED,
+    name_of(RadioStation, "Registered"): _REGISTERED,
+    name_of(Camera, "Reregistered"): _REREGISTERED,
+    name_of(RadioStation, "Reregistered"): _REREGISTERED,
+    name_of(Camera, "StatusReported"): _STATUS_REPORTED,
+    name_of(RadioStation, "StatusReported"): _STATUS_REPORTED,
+    name_of(Camera, "AlertRaised"): _ALERT,
+    name_of(RadioStation, "ClusterFaulted"): _FAULT,
+    name_of(RadioStation, "ClusterRestored"): _RESTORED,
+    name_of(RadioStation, "BroadcastStarted"): _STARTED,
+    name_of(RadioStation, "BroadcastEnded"): _ENDED,
+}
 
 
-@dataclass(slots=True)
-class Cluster:
-    fault: str | None
-    reported_at: datetime
-    updated_position: int
-
-
-@dataclass(slots=True)
-class Broadcast:
-    originator_id: UUID
-    broadcast_id: str
-    start_position: int
-    station: str
-    unit: str
-    program: str
-    kind: str
-    started_at: datetime
-    ended_at: datetime | None = None
-    end_position: int | None = None
-
-
-@dataclass(slots=True)
-class _Chunk:
-    """What one chunk changes, gathered while folding."""
-
-    devices: dict[UUID, Device]
-    clusters: dict[tuple[UUID, int], Cluster]
-    dirty: set[UUID] = field(default_factory=set)
-    created: set[UUID] = field(default_factory=set)
-    reregistered: set[UUID] = field(default_factory=set)
-    dirty_clusters: set[tuple[UUID, int]] = field(default_factory=set)
-    # (originator_id, position, kind, unit, status) of every change of unit or status
-    changes: list[tuple[UUID, int, str, str, str | None]] = field(default_factory=list)
-    started: dict[tuple[UUID, str], Broadcast] = field(default_factory=dict)
-    new_broadcasts: list[Broadcast] = field(default_factory=list)
-    # broadcasts started before this chunk and ended in it
-    ended: list[tuple[UUID, str, datetime, int]] = field(default_factory=list)
-
-
-def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
+def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
     if not rows:
         return [[] for _ in range(width)]
     return [list(c) for c in zip(*rows, strict=True)]
@@ -346,18 +303,7 @@ class DevicesProjection(Checkpointed):
         "rm_device_checkpoints",
     )
     checkpoint_table = "rm_device_checkpoints"
-    events: ClassVar[frozenset[str] | None] = names_of(
-        Camera, "Registered", "Reregistered", "StatusReported", "AlertRaised"
-    ) | names_of(
-        RadioStation,
-        "Registered",
-        "Reregistered",
-        "StatusReported",
-        "BroadcastStarted",
-        "BroadcastEnded",
-        "ClusterFaulted",
-        "ClusterRestored",
-    )
+    events: ClassVar[frozenset[str] | None] = frozenset(_WHAT)
 
     async def setup(self, conn: Connection) -> None:
         await conn.execute(SCHEMA)
@@ -368,159 +314,160 @@ class DevicesProjection(Checkpointed):
 
     async def apply_events(self, conn: Connection, events: Sequence[Event]) -> None:
         ids = list({e.originator_id for e in events})
-        rows = await conn.fetch(_SELECT_DEVICES, ids)
-        devices = {row[0]: Device(*row) for row in rows}
-        clusters: dict[tuple[UUID, int], Cluster] = {}
-        cluster_ids = list(
-            {e.originator_id for e in events if e.name.startswith("RadioStation.Cluster")}
-        )
-        if cluster_ids:
-            for row in await conn.fetch(_SELECT_CLUSTERS, cluster_ids):
-                clusters[(row[0], row[1])] = Cluster(row[2], row[3], row[4])
-        chunk = _Chunk(devices, clusters)
+        devices: dict[UUID, list[Any]] = {
+            row[0]: list(row) for row in await conn.fetch(_SELECT_DEVICES, ids)
+        }
+        what_of = _WHAT.get
+        dirty: set[UUID] = set()
+        created: set[UUID] = set()
+        reregistered: set[UUID] = set()
+        # (originator_id, cluster, fault, reported_at, position) of the cluster reports
+        reports: list[tuple[UUID, int, str | None, datetime, int]] = []
+        # (originator_id, position, kind, unit, status) of every change of unit or status
+        changes: list[tuple[UUID, int, str, str, str | None]] = []
+        started: dict[tuple[UUID, str], list[Any]] = {}
+        new_broadcasts: list[list[Any]] = []
+        # broadcasts started before this chunk and ended in it
+        ended: list[tuple[UUID, str, datetime, int]] = []
         for event in events:
-            self._fold(chunk, event)
-        await self._store(conn, chunk)
-
-    def _fold(self, chunk: _Chunk, event: Event) -> None:
-        aggregate, _, what = event.name.partition(".")
-        state = event.state
-        oid = event.originator_id
-        position = event.position
-        if what == "Registered":
-            kind = _KINDS[aggregate]
-            device = Device(
-                originator_id=oid,
-                kind=kind,
-                code=state["code"],
-                name=state["name"],
-                unit=state["unit"],
-                camera_kind=state.get("kind") if kind == CAMERA else None,
-                clusters=state.get("clusters") if kind == RADIO else None,
-                lat=state.get("lat"),
-                lon=state.get("lon"),
-                registered_at=event.time,
-                status=None,
-                status_at=None,
-                last_alert_id=None,
-                last_alert_category=None,
-                last_alert_severity=None,
-                last_alert_at=None,
-                created_position=position,
-                updated_position=position,
-            )
-            chunk.devices[oid] = device
-            chunk.created.add(oid)
-            chunk.changes.append((oid, position, kind, device.unit, None))
-            return
-        found = chunk.devices.get(oid)
-        if found is None:  # a subject is always registered first; be defensive
-            return
-        device = found
-        moment = event.time
-        if what == "Reregistered":
-            if moment >= device.registered_at:
-                moved = device.unit != state["unit"]
-                device.name = state["name"]
-                device.unit = state["unit"]
-                device.lat = state.get("lat")
-                device.lon = state.get("lon")
-                if device.kind == CAMERA:
-                    device.camera_kind = state.get("kind")
+            what = what_of(event.name)
+            if what is None:
+                continue
+            oid = event.originator_id
+            state = event.state
+            position = event.position
+            if what == _REGISTERED:
+                kind = _KINDS[event.name.partition(".")[0]]
+                camera = kind == CAMERA
+                fresh = [
+                    oid,
+                    kind,
+                    state["code"],
+                    state["name"],
+                    state["unit"],
+                    state.get("kind") if camera else None,
+                    None if camera else state.get("clusters"),
+                    state.get("lat"),
+                    state.get("lon"),
+                    event.time,
+                    *_NO_STATE,
+                    position,
+                    position,
+                ]
+                devices[oid] = fresh
+                created.add(oid)
+                changes.append((oid, position, kind, fresh[_UNIT], None))
+                continue
+            device = devices.get(oid)
+            if device is None:  # a subject is always registered first; be defensive
+                continue
+            moment = event.time
+            if what == _ALERT:
+                last = device[_ALERT_AT]
+                if last is None or moment >= last:
+                    device[_ALERT_ID] = state["alert_id"]
+                    device[_ALERT_CATEGORY] = state["category"]
+                    device[_ALERT_SEVERITY] = state["severity"]
+                    device[_ALERT_AT] = moment
+                    device[_UPDATED_POSITION] = position
+                    if oid not in created:
+                        dirty.add(oid)
+            elif what == _STATUS_REPORTED:
+                last = device[_STATUS_AT]
+                if last is None or moment >= last:
+                    status = state["status"]
+                    changed = device[_STATUS] != status
+                    device[_STATUS] = status
+                    device[_STATUS_AT] = moment
+                    device[_UPDATED_POSITION] = position
+                    if oid not in created:
+                        dirty.add(oid)
+                    if changed:
+                        changes.append((oid, position, device[_KIND], device[_UNIT], status))
+            elif what == _STARTED:
+                broadcast = [
+                    oid,
+                    state["broadcast_id"],
+                    position,
+                    device[_CODE],
+                    device[_UNIT],
+                    state["program"],
+                    state["kind"],
+                    moment,
+                    None,
+                    None,
+                ]
+                started[(oid, state["broadcast_id"])] = broadcast
+                new_broadcasts.append(broadcast)
+            elif what == _ENDED:
+                broadcast_id = state["broadcast_id"]
+                found = started.pop((oid, broadcast_id), None)
+                if found is not None:
+                    found[_ENDED_AT] = moment
+                    found[_END_POSITION] = position
                 else:
-                    device.clusters = state.get("clusters")
-                device.registered_at = moment
-                chunk.reregistered.add(oid)
-                self._touch(chunk, device, position, changed=moved)
-        elif what == "StatusReported":
-            if device.status_at is None or moment >= device.status_at:
-                changed = device.status != state["status"]
-                device.status = state["status"]
-                device.status_at = moment
-                self._touch(chunk, device, position, changed=changed)
-        elif what == "AlertRaised":
-            if device.last_alert_at is None or moment >= device.last_alert_at:
-                device.last_alert_id = state["alert_id"]
-                device.last_alert_category = state["category"]
-                device.last_alert_severity = state["severity"]
-                device.last_alert_at = moment
-                self._touch(chunk, device, position, changed=False)
-        elif what in ("ClusterFaulted", "ClusterRestored"):
-            key = (oid, int(state["cluster"]))
-            current = chunk.clusters.get(key)
-            if current is None or moment >= current.reported_at:
-                fault = state["fault"] if what == "ClusterFaulted" else None
-                chunk.clusters[key] = Cluster(fault, moment, position)
-                chunk.dirty_clusters.add(key)
-        elif what == "BroadcastStarted":
-            broadcast = Broadcast(
-                originator_id=oid,
-                broadcast_id=state["broadcast_id"],
-                start_position=position,
-                station=device.code,
-                unit=device.unit,
-                program=state["program"],
-                kind=state["kind"],
-                started_at=moment,
+                    ended.append((oid, broadcast_id, moment, position))
+            elif what in (_FAULT, _RESTORED):
+                fault = state["fault"] if what == _FAULT else None
+                reports.append((oid, int(state["cluster"]), fault, moment, position))
+            elif moment >= device[_REGISTERED_AT]:  # _REREGISTERED
+                moved = device[_UNIT] != state["unit"]
+                device[_NAME] = state["name"]
+                device[_UNIT] = state["unit"]
+                device[_LAT] = state.get("lat")
+                device[_LON] = state.get("lon")
+                if device[_KIND] == CAMERA:
+                    device[_CAMERA_KIND] = state.get("kind")
+                else:
+                    device[_CLUSTERS] = state.get("clusters")
+                device[_REGISTERED_AT] = moment
+                reregistered.add(oid)
+                device[_UPDATED_POSITION] = position
+                if oid not in created:
+                    dirty.add(oid)
+                if moved:
+                    changes.append((oid, position, device[_KIND], device[_UNIT], device[_STATUS]))
+        width = len(_DEVICE_COLUMNS)
+        if created:
+            rows = [devices[oid] for oid in created]
+            await conn.execute(_INSERT_DEVICES, *_columns(rows, width))
+        full = dirty & reregistered
+        if full:
+            rows = [devices[oid] for oid in full]
+            await conn.execute(_UPDATE_DEVICES, *_columns(rows, width))
+        states = dirty - reregistered
+        if states:
+            state_row = _STATE_ROW
+            await stage(
+                conn, _STAGE_STATES, _STAGE_DEFINITION, [state_row(devices[oid]) for oid in states]
             )
-            chunk.started[(oid, broadcast.broadcast_id)] = broadcast
-            chunk.new_broadcasts.append(broadcast)
-        elif what == "BroadcastEnded":
-            started = chunk.started.pop((oid, state["broadcast_id"]), None)
-            if started is not None:
-                started.ended_at = moment
-                started.end_position = position
-            else:
-                chunk.ended.append((oid, state["broadcast_id"], moment, position))
+            await conn.execute(_UPDATE_STATES)
+        if changes:
+            await copy_rows(conn, "rm_device_history", _HISTORY_COLUMNS, changes)
+        if reports:
+            await self._store_clusters(conn, reports)
+        if new_broadcasts:
+            await copy_rows(
+                conn, "rm_broadcasts", _BROADCAST_COLUMNS, [tuple(b) for b in new_broadcasts]
+            )
+        if ended:
+            await conn.execute(_END_BROADCASTS, *_columns(ended, 4))
 
     @staticmethod
-    def _touch(chunk: _Chunk, device: Device, position: int, *, changed: bool) -> None:
-        device.updated_position = position
-        if device.originator_id not in chunk.created:
-            chunk.dirty.add(device.originator_id)
-        if changed:
-            chunk.changes.append(
-                (device.originator_id, position, device.kind, device.unit, device.status)
-            )
-
-    async def _store(self, conn: Connection, chunk: _Chunk) -> None:
-        width = len(_DEVICE_COLUMNS)
-        if chunk.created:
-            rows = [chunk.devices[oid].row() for oid in chunk.created]
-            await conn.execute(_INSERT_DEVICES, *_columns(rows, width))
-        full = chunk.dirty & chunk.reregistered
-        if full:
-            rows = [chunk.devices[oid].row() for oid in full]
-            await conn.execute(_UPDATE_DEVICES, *_columns(rows, width))
-        states = chunk.dirty - chunk.reregistered
-        if states:
-            rows = [chunk.devices[oid].state_row() for oid in states]
-            await stage(conn, _STAGE_STATES, _STAGE_DEFINITION, rows)
-            await conn.execute(_UPDATE_STATES)
-        if chunk.changes:
-            await copy_rows(conn, "rm_device_history", _HISTORY_COLUMNS, chunk.changes)
-        if chunk.dirty_clusters:
-            cluster_rows = [
-                (oid, number, c.fault, c.reported_at, c.updated_position)
-                for (oid, number), c in ((key, chunk.clusters[key]) for key in chunk.dirty_clusters)
-            ]
-            await conn.execute(_UPSERT_CLUSTERS, *_columns(cluster_rows, 5))
-        if chunk.new_broadcasts:
-            broadcast_rows = [
-                (
-                    b.originator_id,
-                    b.broadcast_id,
-                    b.start_position,
-                    b.station,
-                    b.unit,
-                    b.program,
-                    b.kind,
-                    b.started_at,
-                    b.ended_at,
-                    b.end_position,
-                )
-                for b in chunk.new_broadcasts
-            ]
-            await conn.execute(_INSERT_BROADCASTS, *_columns(broadcast_rows, 10))
-        if chunk.ended:
-            await conn.execute(_END_BROADCASTS, *_columns(chunk.ended, 4))
+    async def _store_clusters(
+        conn: Connection, reports: list[tuple[UUID, int, str | None, datetime, int]]
+    ) -> None:
+        """Fold the chunk's cluster reports (position order) onto the stored clusters (no
+        other part of the fold reads them, so they are read once the chunk has been seen)."""
+        clusters: dict[tuple[UUID, int], tuple[UUID, int, str | None, datetime, int]] = {}
+        for row in await conn.fetch(_SELECT_CLUSTERS, list({r[0] for r in reports})):
+            clusters[(row[0], row[1])] = tuple(row)
+        dirty: set[tuple[UUID, int]] = set()
+        for report in reports:
+            key = (report[0], report[1])
+            current = clusters.get(key)
+            if current is None or report[3] >= current[3]:
+                clusters[key] = report
+                dirty.add(key)
+        rows = [clusters[key] for key in dirty]
+        await conn.execute(_UPSERT_CLUSTERS, *_columns(rows, 5))

@@ -42,13 +42,12 @@ once, closed once, rated once), so any cut of the log into chunks gives the same
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Final
 from uuid import UUID
 
 from ops_center.domain.dossier import Dossier
-from ops_center.domain.events import names_of
+from ops_center.domain.events import name_of, names_of
 from ops_center.store.log import Event
 from projections.projection import Connection, Projection, copy_rows
 from projections.services import local_month
@@ -227,16 +226,22 @@ _DEFAULT_JOINS: Final = (
 
 Key = tuple[str, str, datetime]
 
+_RECEIVED: Final = name_of(Dossier, "Received")
+_SUPPLEMENT: Final = name_of(Dossier, "SupplementRequested")
+_COMPLETED: Final = name_of(Dossier, "Completed")
+_RATED: Final = name_of(Dossier, "Rated")
+#: Where each column of a dossier row is (`_ROW_COLUMNS`).
+_ROW_INDEX: Final = {name: i for i, name in enumerate(_ROW_COLUMNS)}
+#: The closing and rating columns of a row received in this chunk, before them.
+_NO_CLOSING: Final = (None,) * 9
+#: The local offset (`TZ`) and the first year since which it has not changed.
+_LOCAL_OFFSET: Final = timedelta(hours=7)
+_STEADY_FROM: Final = 1976
 
-@dataclass(slots=True)
-class _Dossier:
-    """What the fold needs of a dossier (from its reception, in this chunk or stored)."""
 
-    agency: str
-    unit: str
-    fee: bool
-    due_at: datetime
-    received_at: datetime
+# What the fold needs of a dossier (from its reception in this chunk, or its stored row as
+# `_LOOKUP` fetches it, used as it is): by position in the row.
+_AGENCY, _UNIT, _FEE, _DUE_AT, _RECEIVED_AT = range(1, 6)
 
 
 def timely(event: Event) -> bool:
@@ -271,14 +276,27 @@ class _Changes:
 
     def __init__(self) -> None:
         self.by_key: dict[Key, list[int]] = {}
+        self._months: dict[tuple[int, int], datetime] = {}
 
-    def add(self, dossier: _Dossier, moment: datetime, *pairs: tuple[int, int]) -> None:
-        key = (dossier.agency, dossier.unit, local_month(moment))
+    def month(self, moment: datetime) -> datetime:
+        """`local_month` of `moment`. Asia/Ho_Chi_Minh has kept UTC+7 since 1975-06-13, so
+        a moment given at +07:00 from 1976 on is in the local month of its own year and
+        month (the CloudEvent times of the province): looked up, not converted again."""
+        if moment.year >= _STEADY_FROM and moment.utcoffset() == _LOCAL_OFFSET:
+            key = (moment.year, moment.month)
+            start = self._months.get(key)
+            if start is None:
+                start = self._months[key] = local_month(moment)
+            return start
+        return local_month(moment)
+
+    def cell(self, agency: str, unit: str, moment: datetime) -> list[int]:
+        """The counters of `agency`, `unit` and the month of `moment` (made at zero)."""
+        key = (agency, unit, self.month(moment))
         counts = self.by_key.get(key)
         if counts is None:
             counts = self.by_key[key] = [0] * len(COUNTERS)
-        for index, n in pairs:
-            counts[index] += n
+        return counts
 
     def columns(self) -> list[list[Any]]:
         rows = sorted(rollup(self.by_key).items())
@@ -287,8 +305,36 @@ class _Changes:
         return out
 
 
-def _flag(state: dict[str, Any], name: str) -> bool:
-    return state.get(name) is True
+class _Arrival:
+    """`timely` for the events of a chunk, each ``received_at`` parsed once (a batch of
+    events shares one), as the earliest timely time (received - time <= TIMELY exactly
+    when time >= received - TIMELY)."""
+
+    def __init__(self) -> None:
+        self._earliest: dict[str, datetime] = {}
+
+    def timely(self, event: Event) -> bool:
+        received = event.meta.get("received_at")
+        if not isinstance(received, str):
+            return True  # not from a CloudEvent: nothing was late
+        earliest = self._earliest.get(received)
+        if earliest is None:
+            earliest = datetime.fromisoformat(received) - TIMELY
+            self._earliest[received] = earliest
+        return event.time >= earliest
+
+
+class _Times:
+    """ISO times parsed once per chunk (due times repeat: the end of a working day)."""
+
+    def __init__(self) -> None:
+        self._parsed: dict[str, datetime] = {}
+
+    def parse(self, text: str) -> datetime:
+        at = self._parsed.get(text)
+        if at is None:
+            at = self._parsed[text] = datetime.fromisoformat(text)
+        return at
 
 
 class ServiceIndexProjection(Projection):
@@ -309,52 +355,111 @@ class ServiceIndexProjection(Projection):
 
     async def apply(self, conn: Connection, events: Sequence[Event]) -> None:
         new: dict[UUID, list[Any]] = {}  # rows received in this chunk (column order)
-        known: dict[UUID, _Dossier] = {}
+        known: dict[UUID, Sequence[Any]] = {}
         later: dict[UUID, dict[str, Any]] = {}  # closings and ratings of stored dossiers
         supplements: list[tuple[Any, ...]] = []
-        folded: list[tuple[str, Event, bool]] = []
+        arrival = _Arrival()
+        due_times = _Times()
         for event in events:
-            what = event.name.partition(".")[2]
-            oid = event.originator_id
-            if what == "Received":
+            if event.name == _RECEIVED:
                 state = event.state
-                due_at = datetime.fromisoformat(state["due_at"])
-                known[oid] = _Dossier(
-                    state["agency"], state["unit"], _flag(state, "fee"), due_at, event.time
-                )
+                oid = event.originator_id
+                due_at = due_times.parse(state["due_at"])
+                agency, unit, fee = state["agency"], state["unit"], state.get("fee") is True
+                known[oid] = (oid, agency, unit, fee, due_at, event.time)
                 new[oid] = [
                     oid,
                     state["code"],
-                    state["agency"],
-                    state["unit"],
+                    agency,
+                    unit,
                     state["level"],
                     state["channel"],
-                    _flag(state, "digitised"),
-                    _flag(state, "fee"),
+                    state.get("digitised") is True,
+                    fee,
                     due_at,
                     event.time,
                     event.position,
-                    timely(event),
+                    arrival.timely(event),
                     "open",
-                    *([None] * 9),
+                    *_NO_CLOSING,
                 ]
-            folded.append((what, event, timely(event)))
-        missing = list({e.originator_id for _, e, _ in folded if e.originator_id not in known})
+        missing = list({e.originator_id for e in events if e.originator_id not in known})
         if missing:
             for row in await conn.fetch(_LOOKUP, missing):
-                known[row[0]] = _Dossier(row[1], row[2], row[3], row[4], row[5])
+                known[row[0]] = row
         changes = _Changes()
-        for what, event, on_time_arrival in folded:
-            dossier = known.get(event.originator_id)
+        cell = changes.cell
+        for event in events:
+            oid = event.originator_id
+            dossier = known.get(oid)
             if dossier is None:  # never received: the aggregate refuses this; be defensive
                 continue
-            self._count(changes, dossier, what, event, on_time_arrival)
-            if what == "SupplementRequested":
-                supplements.append(
-                    (event.originator_id, event.position, event.time, on_time_arrival)
-                )
-            elif what != "Received":
-                self._record(new, later, what, event, on_time_arrival)
+            state = event.state
+            at = event.time
+            what = event.name
+            agency, unit = dossier[_AGENCY], dossier[_UNIT]
+            if what == _RECEIVED:
+                counts = cell(agency, unit, at)
+                eligible = state["level"] in ONLINE_LEVELS
+                counts[RECEIVED] += 1
+                counts[ELIGIBLE] += eligible
+                counts[FILED] += eligible and state["channel"] == "online"
+                counts[DIGITISED] += state.get("digitised") is True
+                counts[IN_PROGRESS] += 1
+                counts[STATUS] += 1
+                counts[TIMELY_COUNT] += arrival.timely(event)
+                r = dossier[_RECEIVED_AT]
+                overdue = dossier[_DUE_AT] + _US
+                cell(agency, unit, r if r > overdue else overdue)[OVERDUE] += 1
+                continue
+            if what == _RATED:
+                counts = cell(agency, unit, at)
+                counts[RATED] += 1
+                counts[SATISFIED_COUNT] += state.get("rating") in SATISFIED
+                fields: dict[str, Any] = {
+                    "rating": state.get("rating"),
+                    "rated_at": at,
+                    "rated_position": event.position,
+                }
+            else:
+                arrived = arrival.timely(event)
+                counts = cell(agency, unit, at)
+                counts[STATUS] += 1
+                counts[TIMELY_COUNT] += arrived
+                if what == _SUPPLEMENT:
+                    supplements.append((oid, event.position, at, arrived))
+                    continue
+                completed = what == _COMPLETED
+                if completed:
+                    fee = dossier[_FEE]
+                    counts[COMPLETED] += 1
+                    counts[ON_TIME] += state.get("on_time") is True
+                    counts[FEE] += fee
+                    counts[PAID] += fee and state.get("paid_online") is True
+                    counts[E_RESULT] += state.get("e_result") is True
+                r = dossier[_RECEIVED_AT]
+                cell(agency, unit, r if r > at else at)[IN_PROGRESS] -= 1
+                overdue = max(r, dossier[_DUE_AT] + _US, at)
+                cell(agency, unit, overdue)[OVERDUE] -= 1
+                fields = {
+                    "state": "completed" if completed else "withdrawn",
+                    "closed_at": at,
+                    "closed_position": event.position,
+                    "closed_timely": arrived,
+                    "on_time": state.get("on_time") if completed else None,
+                    "e_result": state.get("e_result") is True if completed else None,
+                    "paid_online": state.get("paid_online") is True if completed else None,
+                }
+            row = new.get(oid)
+            if row is not None:
+                for name, value in fields.items():
+                    row[_ROW_INDEX[name]] = value
+            else:
+                found = later.get(oid)
+                if found is None:
+                    later[oid] = fields
+                else:
+                    found.update(fields)
         await copy_rows(conn, "rm_index_dossiers", _ROW_COLUMNS, [tuple(r) for r in new.values()])
         if later:
             await conn.execute(_INDEX_JOINS)
@@ -368,84 +473,6 @@ class ServiceIndexProjection(Projection):
         )
         if changes.by_key:
             await conn.execute(_ADD, *changes.columns())
-
-    @staticmethod
-    def _count(
-        changes: _Changes, dossier: _Dossier, what: str, event: Event, arrived: bool
-    ) -> None:
-        state = event.state
-        at = event.time
-        status = ((STATUS, 1), (TIMELY_COUNT, int(arrived)))
-        r, due = dossier.received_at, dossier.due_at
-        if what == "Received":
-            eligible = state["level"] in ONLINE_LEVELS
-            changes.add(
-                dossier,
-                at,
-                (RECEIVED, 1),
-                (ELIGIBLE, int(eligible)),
-                (FILED, int(eligible and state["channel"] == "online")),
-                (DIGITISED, int(_flag(state, "digitised"))),
-                (IN_PROGRESS, 1),
-                *status,
-            )
-            changes.add(dossier, max(r, due + _US), (OVERDUE, 1))
-        elif what == "SupplementRequested":
-            changes.add(dossier, at, *status)
-        elif what in ("Completed", "Withdrawn"):
-            changes.add(dossier, at, *status)
-            if what == "Completed":
-                changes.add(
-                    dossier,
-                    at,
-                    (COMPLETED, 1),
-                    (ON_TIME, int(state.get("on_time") is True)),
-                    (FEE, int(dossier.fee)),
-                    (PAID, int(dossier.fee and _flag(state, "paid_online"))),
-                    (E_RESULT, int(_flag(state, "e_result"))),
-                )
-            changes.add(dossier, max(r, at), (IN_PROGRESS, -1))
-            changes.add(dossier, max(r, due + _US, at), (OVERDUE, -1))
-        elif what == "Rated":
-            changes.add(
-                dossier,
-                at,
-                (RATED, 1),
-                (SATISFIED_COUNT, int(state.get("rating") in SATISFIED)),
-            )
-
-    @staticmethod
-    def _record(
-        new: dict[UUID, list[Any]],
-        later: dict[UUID, dict[str, Any]],
-        what: str,
-        event: Event,
-        arrived: bool,
-    ) -> None:
-        state = event.state
-        if what == "Rated":
-            fields: dict[str, Any] = {
-                "rating": state.get("rating"),
-                "rated_at": event.time,
-                "rated_position": event.position,
-            }
-        else:
-            completed = what == "Completed"
-            fields = {
-                "state": "completed" if completed else "withdrawn",
-                "closed_at": event.time,
-                "closed_position": event.position,
-                "closed_timely": arrived,
-                "on_time": state.get("on_time") if completed else None,
-                "e_result": _flag(state, "e_result") if completed else None,
-                "paid_online": _flag(state, "paid_online") if completed else None,
-            }
-        row = new.get(event.originator_id)
-        if row is not None:
-            for name, value in fields.items():
-                row[_ROW_COLUMNS.index(name)] = value
-        else:
-            later.setdefault(event.originator_id, {}).update(fields)
 
 
 _UPDATE_FIELDS: Final = (

@@ -27,6 +27,7 @@ from ops_center.store.application import OpsCenter
 from ops_center.store.log import Event
 from ops_center.tools.simulator.recording import submissions
 from ops_center.tools.testing import Events, known_world
+from projections.devices import DevicesProjection
 from projections.feed import FeedProjection
 from projections.projection import (
     Connection,
@@ -175,6 +176,52 @@ def busy_world(count: int, seed: int = 3) -> list[dict[str, Any]]:
     return out
 
 
+def device_world(count: int, seed: int) -> list[dict[str, Any]]:
+    """Few devices with many events each (some late): statuses, alerts, broadcasts,
+    cluster reports, and registrations again (some moving the device to another unit)."""
+    rng = random.Random(seed)
+    e = Events(prefix=f"devices{seed}")
+    t = datetime(2026, 11, 20, 8, 0, tzinfo=TZ)
+    units = ["MS-D01-C01", "MS-D02-C01", "MS-D01"]
+    out = [
+        *(e.camera(f"C{i}", units[0], t) for i in range(4)),
+        *(e.station(f"S{i}", units[1], t) for i in range(3)),
+    ]
+    on_air: dict[str, int] = {}
+    for n in range(count):
+        moment = t + timedelta(minutes=rng.randint(-60, 900))  # many are late
+        camera, station = f"C{rng.randrange(4)}", f"S{rng.randrange(3)}"
+        roll = rng.random()
+        if roll < 0.3:
+            status = rng.choice(["online", "offline", "degraded"])
+            out.append(e.camera_status(camera, status, moment))
+        elif roll < 0.45:
+            out.append(e.station_status(station, rng.choice(["online", "offline"]), moment))
+        elif roll < 0.6:
+            severity = rng.choice(["warning", "critical"])
+            out.append(e.camera_alert(camera, f"a{n}", moment, severity=severity))
+        elif roll < 0.72:
+            if station in on_air:
+                out.append(e.broadcast_end(station, f"b{on_air.pop(station)}", moment))
+            else:
+                on_air[station] = n
+                out.append(e.broadcast(station, f"b{n}", moment))
+        elif roll < 0.86:
+            if rng.random() < 0.5:
+                out.append(e.fault(station, rng.randint(1, 3), moment))
+            else:
+                out.append(e.restored(station, rng.randint(1, 3), moment))
+        elif roll < 0.93:
+            out.append(
+                e.camera(
+                    camera, rng.choice(units), moment, kind=rng.choice(["security", "traffic"])
+                )
+            )
+        else:
+            out.append(e.station(station, rng.choice(units), moment, clusters=rng.randint(3, 5)))
+    return out
+
+
 async def dump(conn: Connection, projections: Sequence[Projection]) -> dict[str, list[Any]]:
     """Every row of the projections' tables, in a stable order."""
     out: dict[str, list[Any]] = {}
@@ -209,6 +256,30 @@ async def test_rebuild_in_one_chunk_equals_incremental_chunks(store: OpsCenter, 
     assert (await dump(conn, projections))["rm_devices"] == []
     await apply_all(conn, projections, batch=10_000)
     assert await dump(conn, projections) == incremental
+
+
+async def test_devices_from_one_chunk_equal_the_devices_event_by_event(
+    store: OpsCenter, conn: Any
+) -> None:
+    """The fold of a whole chunk (each device folded in memory, written once, its history
+    and the chunk's broadcasts and cluster reports set-based) gives the rows of one event
+    at a time, checkpoints included."""
+    devices = DevicesProjection()
+    devices.checkpoint_interval = 50
+    await ensure_schema(conn, [devices])
+    world = device_world(500, seed=5)
+    for start in range(0, len(world), 40):
+        await record(store, world[start : start + 40])
+    await apply_all(conn, [devices], batch=1)
+    one_by_one = await dump(conn, [devices])
+    assert len(one_by_one["rm_device_history"]) > 20
+    assert one_by_one["rm_broadcasts"]
+    assert one_by_one["rm_radio_clusters"]
+    assert len(one_by_one["rm_device_checkpoints"]) > 10
+    for batch in (7, 10_000):
+        await reset(conn, devices)
+        await apply_all(conn, [devices], batch=batch)
+        assert await dump(conn, [devices]) == one_by_one
 
 
 class Flaky(Projection):

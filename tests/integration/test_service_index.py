@@ -505,6 +505,32 @@ async def test_rebuild_equals_incremental_and_the_readings_agree(
                 await readings_agree(conn, period, clock, by=by)
 
 
+async def test_one_chunk_equals_the_index_event_by_event(store: OpsCenter, conn: Any) -> None:
+    """The fold of a whole chunk (months looked up, arrival times parsed once, the
+    counters summed per group and month) gives the rows of one event at a time."""
+    for raw in noisy_world(150, seed=23):  # some closings precede their reception: skipped
+        clean = {k: v for k, v in raw.items() if k != "_late_hours"}
+        subs = submissions([clean], PROFILE)
+        at = datetime.fromisoformat(subs[0].meta["time"])
+        late = timedelta(hours=raw["_late_hours"], minutes=5)
+        subs[0].meta["received_at"] = (at + late).isoformat()
+        await asyncio.to_thread(store.ingest, subs)
+    projection = ServiceIndexProjection()
+    dumps = []
+    for batch in (1, 10_000):
+        await reset(conn, projection)
+        await follow(conn, batch)
+        rows = {}
+        for table in projection.tables:
+            found = await conn.fetch(f"SELECT * FROM {table}")
+            rows[table] = sorted(tuple(str(v) for v in row.values()) for row in found)
+        dumps.append(rows)
+    assert dumps[0] == dumps[1]
+    timely = await conn.fetch("SELECT DISTINCT received_timely FROM rm_index_dossiers")
+    assert {row[0] for row in timely} == {True, False}
+    assert dumps[0]["rm_index_supplements"]
+
+
 async def test_the_index_projection_is_registered(fresh_url: str) -> None:
     assert "service_index" in {p.name for p in create_projections()}
 
