@@ -15,6 +15,7 @@ rules) and when, with the operator's note: the alarm's history.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, Final
 from uuid import UUID, uuid5
 
@@ -35,8 +36,10 @@ RULES: Final = "rules"
 _NAMESPACE = UUID("0b9e4f5c-2d7a-4c61-8f3e-5a1d9c7b2e40")
 
 
+@lru_cache(maxsize=65_536)
 def alarm_id(cause: str, subject_kind: str, subject: str, occurrence: int) -> UUID:
-    """The id of the `occurrence`-th alarm (1-based) of a cause on a subject."""
+    """The id of the `occurrence`-th alarm (1-based) of a cause on a subject (remembered:
+    the rules ask for it when they decide and the aggregate again when it is created)."""
     return uuid5(_NAMESPACE, f"alarm:{cause}:{subject_kind}:{subject}:{occurrence}")
 
 
