@@ -278,6 +278,16 @@ class AlarmDesk(Application[UUID]):
     def recorder_datastore(self) -> PostgresDatastore:
         return self.store.datastore
 
+    def record(self, alarms: Sequence[Alarm], **kwargs: Any) -> None:
+        """Store the pending events of `alarms` in one transaction with what `kwargs`
+        give the recorder (the rules' `RulesWrite`). What `Application.save` does less
+        the processing event (its protocol `isinstance` checks per aggregate were 4 % of
+        the pipeline's CPU), the snapshots and the aggregate cache, which this application
+        has none of."""
+        assert self.snapshots is None
+        assert self.repository.cache is None
+        self.events.put([e for alarm in alarms for e in alarm.collect_events()], **kwargs)
+
     def load_alarms(self, ids: Iterable[UUID]) -> dict[UUID, Alarm]:
         """The alarms with these ids, in one query (unknown ids are left out)."""
         found: dict[UUID, Alarm] = {}
@@ -508,7 +518,7 @@ class RulesEngine:
             [(sid, self._facts[sid]) for sid in self._dirty_facts],
             [self._records[key] for key in self._dirty_records],
         )
-        self.desk.save(*pending, rules=write)
+        self.desk.record(pending, rules=write)
         self.revision += 1
         self.committed = self.applied
         self._dirty_facts.clear()
