@@ -260,6 +260,10 @@ class AlarmDesk(Application[UUID]):
 
     def __init__(self, database: Database | str) -> None:
         super().__init__(env=as_database(database).library_env(pool_size=3))
+        # `record` stores events without Application.save, which would also snapshot
+        # and cache aggregates: this application must have neither
+        assert self.snapshots is None
+        assert self.repository.cache is None
         with self.recorder_datastore.transaction(commit=True) as curs:
             curs.execute(
                 "INSERT INTO alarm_rules_position (name) VALUES (%s) ON CONFLICT DO NOTHING",
@@ -283,9 +287,7 @@ class AlarmDesk(Application[UUID]):
         give the recorder (the rules' `RulesWrite`). What `Application.save` does less
         the processing event (its protocol `isinstance` checks per aggregate were 4 % of
         the pipeline's CPU), the snapshots and the aggregate cache, which this application
-        has none of."""
-        assert self.snapshots is None
-        assert self.repository.cache is None
+        has none of (checked when it is made)."""
         self.events.put([e for alarm in alarms for e in alarm.collect_events()], **kwargs)
 
     def load_alarms(self, ids: Iterable[UUID]) -> dict[UUID, Alarm]:

@@ -69,7 +69,7 @@ from ops_center.tools.bench.ingest_results import (
 )
 from ops_center.tools.bench.meters import CpuReading, Monitor, catch_up
 from ops_center.tools.bench.options import IngestOptions, ingest_options
-from ops_center.tools.bench.report import describe_machine, note, thousands
+from ops_center.tools.bench.report import describe_machine, note, publish, thousands
 from ops_center.tools.bench.server import STATS_PATH
 from ops_center.tools.bench.wrk import WRK_MAX_SECONDS, WrkError, WrkRun, wrk_executable
 from ops_center.tools.simulator import SCOPES
@@ -466,9 +466,4 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
     except (BenchError, HttpError) as exc:
         print(f"\nops-center bench ingest: {exc}", file=sys.stderr)
         return 1
-    print(format_report(results), flush=True)
-    if options.json_path is not None:
-        options.json_path.write_bytes(
-            orjson.dumps(results.as_json(), option=orjson.OPT_INDENT_2) + b"\n"
-        )
-    return 1 if options.check and not results.passed else 0
+    return publish(results, format_report(results), options.json_path, options.check)

@@ -47,6 +47,12 @@ LAG_SAMPLE: Final = 0.1
 CATCH_UP_TIMEOUT: Final = 600.0
 
 
+def is_local(database: Database) -> bool:
+    """Whether the server of `database` runs on this machine (its processes can be read)."""
+    host = database.get("host") or "localhost"
+    return host in ("127.0.0.1", "localhost", "::1") or host.startswith("/")
+
+
 class Monitor:
     """A connection to the benchmark database for counts, positions and backend pids."""
 
@@ -54,8 +60,7 @@ class Monitor:
         self.database_url = database_url
         database = Database.parse(database_url)
         self.conn = psycopg.connect(database.conninfo, autocommit=True)
-        host = database.get("host") or "localhost"
-        self.local = host in ("127.0.0.1", "localhost", "::1") or host.startswith("/")
+        self.local = is_local(database)
 
     def close(self) -> None:
         self.conn.close()
@@ -278,8 +283,7 @@ def postmaster_of(database_url: str) -> int | None:
     """The pid of the PostgreSQL server of `database_url` when it runs on this machine
     (the parent of a backend), else None."""
     database = Database.parse(database_url)
-    host = database.get("host") or "localhost"
-    if host not in ("127.0.0.1", "localhost", "::1") and not host.startswith("/"):
+    if not is_local(database):
         return None
     with psycopg.connect(database.conninfo) as conn:
         row = conn.execute("SELECT pg_backend_pid()").fetchone()

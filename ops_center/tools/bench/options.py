@@ -80,12 +80,7 @@ def add_ingest_arguments(parser: argparse.ArgumentParser) -> None:
             metavar="N",
             help=f"{what} (default {default:,})",
         )
-    parser.add_argument(
-        "--seed", type=int, default=defaults.seed, help="seed of the simulated province"
-    )
-    parser.add_argument(
-        "--json", type=Path, dest="json_path", metavar="PATH", help="also write results as JSON"
-    )
+    _add_run_arguments(parser, defaults.seed)
     add_node_arguments(parser, defaults.workers, defaults.profile_format)
     parser.add_argument(
         "--wrk-requests",
@@ -94,6 +89,16 @@ def add_ingest_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="single-event requests sent again with Debian's wrk, a C client, to cross-check "
         f"the Python client's figures (default {defaults.wrk_requests:,}; 0: no wrk phase)",
+    )
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser, seed: int | None) -> None:
+    """What every benchmark takes: ``--seed`` of the simulated province (when it has one
+    here), ``--json PATH`` and ``--check``."""
+    if seed is not None:
+        parser.add_argument("--seed", type=int, default=seed, help="seed of the simulated province")
+    parser.add_argument(
+        "--json", type=Path, dest="json_path", metavar="PATH", help="also write results as JSON"
     )
     parser.add_argument(
         "--check", action="store_true", help="exit with status 1 when a budget is not met"
@@ -193,15 +198,7 @@ def add_projections_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="R",
         help=f"timed runs of each query (default {PROJECTIONS_ROUNDS})",
     )
-    parser.add_argument(
-        "--seed", type=int, default=PROJECTIONS_SEED, help="seed of the simulated province"
-    )
-    parser.add_argument(
-        "--json", type=Path, dest="json_path", metavar="PATH", help="also write results as JSON"
-    )
-    parser.add_argument(
-        "--check", action="store_true", help="exit with status 1 when a budget is not met"
-    )
+    _add_run_arguments(parser, PROJECTIONS_SEED)
 
 
 def projections_options(args: argparse.Namespace) -> ProjectionsOptions:
@@ -259,16 +256,8 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"most events per step, as the follower's chunks under load (default "
         f"{PIPELINE_CHUNK:,})",
     )
-    parser.add_argument(
-        "--seed", type=int, default=PIPELINE_SEED, help="seed of the simulated province"
-    )
-    parser.add_argument(
-        "--json", type=Path, dest="json_path", metavar="PATH", help="also write results as JSON"
-    )
+    _add_run_arguments(parser, PIPELINE_SEED)
     _add_profile_arguments(parser, "the pipeline (this process) during each catch-up")
-    parser.add_argument(
-        "--check", action="store_true", help="exit with status 1 when a budget is not met"
-    )
 
 
 def pipeline_options(args: argparse.Namespace) -> PipelineOptions:
@@ -345,8 +334,7 @@ def add_streams_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["latency", "fanout"],
         help="run only this phase (repeatable; default both)",
     )
-    parser.add_argument("--json", type=Path, dest="json_path", help="also write results as JSON")
-    parser.add_argument("--check", action="store_true", help="exit 1 when a budget is missed")
+    _add_run_arguments(parser, None)  # its --seed is among the numbers above
     add_node_arguments(parser, defaults.workers, defaults.profile_format)
 
 

@@ -27,7 +27,6 @@ from collections.abc import Iterable
 from typing import Final
 
 import asyncpg
-import orjson
 import psycopg
 
 from ops_center.runtime.progress import Progress
@@ -46,7 +45,7 @@ from ops_center.tools.bench.projections_results import (
     judge,
 )
 from ops_center.tools.bench.queries import time_queries
-from ops_center.tools.bench.report import describe_machine, note
+from ops_center.tools.bench.report import describe_machine, note, publish
 from projections.checkpoints import CHECKPOINT_INTERVAL
 
 #: Rows per fetch of the baseline scan.
@@ -199,9 +198,4 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
     except BenchError as exc:
         print(f"\nops-center bench projections: {exc}", file=sys.stderr)
         return 1
-    print(format_report(outcome), flush=True)
-    if options.json_path is not None:
-        options.json_path.write_bytes(
-            orjson.dumps(outcome.as_json(), option=orjson.OPT_INDENT_2) + b"\n"
-        )
-    return 1 if options.check and not outcome.passed else 0
+    return publish(outcome, format_report(outcome), options.json_path, options.check)

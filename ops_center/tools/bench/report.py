@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+import orjson
 import psutil  # type: ignore[import-untyped]
 
 
@@ -149,3 +150,12 @@ class Judged:
         plain: dict[str, Any] = as_plain(asdict(self))  # type: ignore[call-overload]
         plain["passed"] = self.passed
         return plain
+
+
+def publish(results: Judged, report: str, json_path: Path | None, check: bool) -> int:
+    """The end of every benchmark: `report` on stdout, `results` as JSON at `json_path`
+    when asked; the exit status (1 when `check` is on and a budget was missed)."""
+    print(report, flush=True)
+    if json_path is not None:
+        json_path.write_bytes(orjson.dumps(results.as_json(), option=orjson.OPT_INDENT_2) + b"\n")
+    return 1 if check and not results.passed else 0
