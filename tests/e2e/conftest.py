@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -466,3 +466,18 @@ async def make_api(database_url: str, aiohttp_client: Any, make_key: MakeKey) ->
 async def api(make_api: MakeApi, integration_key: Key) -> Api:
     """The app with default settings; sends with an integration key allowed everything."""
     return await make_api(key=integration_key)
+
+
+@pytest.fixture(scope="module")
+def refusals_url(new_database: Any) -> Iterator[str]:
+    """A database a module's bad-parameter tests share: they only ask, and are refused
+    (no test of theirs writes an event, so none sees another's)."""
+    with new_database() as url:
+        yield url
+
+
+@pytest.fixture
+async def refusing_api(refusals_url: str, make_api: MakeApi, make_key: MakeKey) -> Api:
+    """For the bad-parameter tests: a new app with an admin key on the module's
+    `refusals_url`."""
+    return await make_api(key=make_key("admin", url=refusals_url), database_url=refusals_url)

@@ -474,6 +474,19 @@ def noisy_world(count: int, seed: int) -> list[dict[str, Any]]:
     )
 
 
+async def rebuilt_rows(
+    conn: Any, projection: ServiceIndexProjection, batch: int
+) -> dict[str, list[tuple[str, ...]]]:
+    """Every row of the projection's tables, sorted, after a rebuild in chunks of `batch`."""
+    await reset(conn, projection)
+    await follow(conn, batch)
+    rows = {}
+    for table in projection.tables:
+        found = await conn.fetch(f"SELECT * FROM {table}")
+        rows[table] = sorted(tuple(str(v) for v in row.values()) for row in found)
+    return rows
+
+
 async def test_rebuild_equals_incremental_and_the_readings_agree(
     store: OpsCenter, conn: Any
 ) -> None:
@@ -486,15 +499,7 @@ async def test_rebuild_equals_incremental_and_the_readings_agree(
             accepted.append(raw)
     assert len(accepted) > 300
     projection = ServiceIndexProjection()
-    dumps = []
-    for batch in (7, 50, 5_000):
-        await reset(conn, projection)
-        await follow(conn, batch)
-        rows = {}
-        for table in projection.tables:
-            found = await conn.fetch(f"SELECT * FROM {table}")
-            rows[table] = sorted(tuple(str(v) for v in row.values()) for row in found)
-        dumps.append(rows)
+    dumps = [await rebuilt_rows(conn, projection, batch) for batch in (7, 50, 5_000)]
     assert dumps[0] == dumps[1] == dumps[2]
     assert len(dumps[0]["rm_index_dossiers"]) == 300
     for period in (NOV, Q4, index_read.parse_period("2026-10")):
@@ -516,15 +521,7 @@ async def test_one_chunk_equals_the_index_event_by_event(store: OpsCenter, conn:
         subs[0].meta["received_at"] = (at + late).isoformat()
         await asyncio.to_thread(store.ingest, subs)
     projection = ServiceIndexProjection()
-    dumps = []
-    for batch in (1, 10_000):
-        await reset(conn, projection)
-        await follow(conn, batch)
-        rows = {}
-        for table in projection.tables:
-            found = await conn.fetch(f"SELECT * FROM {table}")
-            rows[table] = sorted(tuple(str(v) for v in row.values()) for row in found)
-        dumps.append(rows)
+    dumps = [await rebuilt_rows(conn, projection, batch) for batch in (1, 10_000)]
     assert dumps[0] == dumps[1]
     timely = await conn.fetch("SELECT DISTINCT received_timely FROM rm_index_dossiers")
     assert {row[0] for row in timely} == {True, False}
